@@ -1,0 +1,44 @@
+"""python -m zoo.benchmark: counts, timings, table and JSON output, clear errors."""
+import json
+
+import pytest
+import timm
+import torch
+
+from zoo import benchmark
+
+
+def test_count_macs_of_a_linear_layer():
+    assert benchmark.count_macs(torch.nn.Linear(10, 4), torch.randn(3, 10)) == 3 * 10 * 4
+
+
+def test_cli_compares_models_in_one_table(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    results = benchmark.main(['--model', 'ghostnet_050', '--compare', 'ghostnetv3_050:deploy',
+                              '--batch-size', '2', '--img-size', '64', '--warmup', '1', '--iters', '2',
+                              '--train', '--no-isolate', '--json', str(out)])
+    table = capsys.readouterr().out
+    assert 'ghostnet_050' in table and 'ghostnetv3_050:deploy' in table and 'infer/s' in table
+    saved = json.loads(out.read_text())
+    assert [r['model'] for r in saved] == ['ghostnet_050', 'ghostnetv3_050:deploy']
+    first = saved[0]
+    assert first['input_shape'] == [2, 3, 64, 64]
+    assert first['params'] == sum(p.numel() for p in timm.create_model('ghostnet_050').parameters())
+    assert first['macs'] > 0 and first['infer_per_s'] > 0 and first['train_per_s'] > 0
+    assert results[1]['params'] < benchmark.count_params(timm.create_model('ghostnetv3_050'))
+
+
+def test_isolated_run_reports_peak_memory(capsys):
+    results = benchmark.main(['--model', 'ghostnet_050', '--batch-size', '1', '--img-size', '32',
+                              '--warmup', '0', '--iters', '1'])
+    assert results[0]['peak_mem_mb'] >= 0 and results[0]['infer_ms'] > 0
+
+
+def test_unknown_model_is_named_with_suggestions():
+    with pytest.raises(ValueError, match='did you mean.*ghostnetv2_100'):
+        benchmark.main(['--model', 'ghostnetv2_10'])
+
+
+def test_input_shape_comes_from_the_pretrained_cfg():
+    assert benchmark.resolve_input_shape('ghostnet_100') == (3, 224, 224)
+    assert benchmark.resolve_input_shape('ghostnet_100', [128, 96]) == (3, 128, 96)

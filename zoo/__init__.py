@@ -1,0 +1,14 @@
+"""zoo: efficient vision backbones from Huawei Noah's Ark Lab and collaborators, registered with timm.
+
+``import zoo`` registers every model, after which ``timm.create_model(name)`` works for each of them.
+"""
+from .version import __version__
+from .registry import (
+    ModelInfo, UnknownModelError, create_model, is_zoo_model, list_families, list_models, model_info,
+)
+from . import models  # noqa: F401  (registers the families with timm)
+
+__all__ = [
+    '__version__', 'ModelInfo', 'UnknownModelError', 'create_model', 'is_zoo_model', 'list_families',
+    'list_models', 'model_info',
+]

@@ -1,0 +1,269 @@
+"""python -m zoo.benchmark: parameters, MACs, throughput and peak memory of zoo / timm / torchvision models.
+
+Every later issue reports speed with this tool, so it favours fair comparisons: models compared in one
+run share one input shape, each is measured in its own fresh process (same allocator state, its own
+peak memory), with warm-up iterations and the median of repeated timings.
+
+    python -m zoo.benchmark --model ghostnetv3_100 --compare ghostnetv2_100
+    python -m zoo.benchmark --model ghostnetv3_100 --compare ghostnetv3_100:deploy --batch-size 8
+    python -m zoo.benchmark --model squeezetime_k400 --compare torchvision:r2plus1d_18 --json out.json
+
+A model spec is a timm / zoo name, or ``torchvision:NAME``; a ``:deploy`` suffix re-parameterizes the
+model (timm's ``reparameterize_model``) before measuring it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ['count_macs', 'count_params', 'benchmark_model', 'resolve_input_shape', 'main']
+
+
+def count_macs(model: nn.Module, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]) -> int:
+    """Multiply-accumulates of one forward pass, counted by ``torch.utils.flop_counter``.
+
+    The counter sees matrix multiplications and convolutions (what papers report as MACs/FLOPs);
+    element-wise operations are not counted. MACs = counted FLOPs / 2.
+    """
+    args = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*args)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _parse_spec(spec: str) -> tuple[str, str, bool]:
+    """``[torchvision:]name[:deploy]`` -> (source, name, deploy)."""
+    source = 'timm'
+    if spec.startswith('torchvision:'):
+        source, spec = 'torchvision', spec[len('torchvision:'):]
+    deploy = spec.endswith(':deploy')
+    if deploy:
+        spec = spec[:-len(':deploy')]
+    return source, spec, deploy
+
+
+def validate_spec(spec: str) -> None:
+    """Raise a ValueError naming the closest models if the spec's model does not exist."""
+    import difflib
+    import timm
+    import zoo  # noqa: F401  (registers zoo models with timm)
+
+    source, name, _ = _parse_spec(spec)
+    known = timm.list_models() if source == 'timm' else __import__('torchvision').models.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=5)
+        raise ValueError(f'unknown {source} model {name!r}' + (f'; did you mean {", ".join(close)}?' if close else ''))
+
+
+def build_model(spec: str) -> nn.Module:
+    """Build a model from a spec (see the module docstring)."""
+    import timm
+
+    validate_spec(spec)
+    source, name, deploy = _parse_spec(spec)
+    if source == 'torchvision':
+        import torchvision
+        model = torchvision.models.get_model(name)
+    else:
+        model = timm.create_model(name)
+    if deploy:
+        from timm.models import reparameterize_model
+        model = reparameterize_model(model.eval(), inplace=True)
+    return model
+
+
+def resolve_input_shape(spec: str, img_size: Optional[Sequence[int]] = None) -> tuple[int, ...]:
+    """Per-sample input shape: the model's ``pretrained_cfg['input_size']`` (C, [T,] H, W), with H, W
+    replaced by ``img_size`` when given. torchvision models default to (3, 224, 224)."""
+    source, name, _ = _parse_spec(spec)
+    shape: tuple[int, ...] = (3, 224, 224)
+    if source == 'timm':
+        import timm
+        import zoo  # noqa: F401
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is not None and cfg.input_size:
+            shape = tuple(cfg.input_size)
+    if img_size:
+        h, w = (img_size[0], img_size[0]) if len(img_size) == 1 else tuple(img_size)
+        shape = shape[:-2] + (h, w)
+    return shape
+
+
+def _time(fn, warmup: int, iters: int, sync) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def benchmark_model(
+        spec: str,
+        input_shape: Sequence[int],
+        batch_size: int = 8,
+        train: bool = False,
+        warmup: int = 3,
+        iters: int = 10,
+        device: str = 'cpu',
+        channels_last: bool = False,
+        threads: int = 0,
+) -> dict[str, Any]:
+    """Measure one model in this process; returns a JSON-ready dict of the results."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+    model = build_model(spec)
+    params = count_params(model)
+    macs = count_macs(model, torch.randn(1, *input_shape))
+    model = model.to(dev)
+    x = torch.randn(batch_size, *input_shape, device=dev)
+    if channels_last and x.ndim == 4:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    if dev.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(dev)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    model.eval()
+    with torch.inference_mode():
+        infer_times = _time(lambda: model(x), warmup, iters, sync)
+    result = dict(
+        model=spec, input_shape=[batch_size, *input_shape], device=device, params=params, macs=macs,
+        infer_ms=1e3 * statistics.median(infer_times), infer_per_s=batch_size / statistics.median(infer_times),
+        threads=torch.get_num_threads(),
+    )
+    if train:
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            out.float().square().mean().backward()
+            opt.step()
+
+        train_times = _time(step, max(1, warmup // 2), max(3, iters // 2), sync)
+        result.update(train_ms=1e3 * statistics.median(train_times),
+                      train_per_s=batch_size / statistics.median(train_times))
+    if dev.type == 'cuda':
+        result['peak_mem_mb'] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
+    else:
+        # ru_maxrss is KiB on Linux; a fresh process per model makes the increase this model's own.
+        result['peak_mem_mb'] = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    return result
+
+
+def _worker(queue, kwargs):
+    try:
+        queue.put(('ok', benchmark_model(**kwargs)))
+    except Exception as e:  # report to the parent instead of dying silently
+        queue.put(('error', f'{type(e).__name__}: {e}'))
+
+
+def _run_isolated(kwargs: dict[str, Any]) -> dict[str, Any]:
+    ctx = mp.get_context('spawn')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(queue, kwargs))
+    proc.start()
+    status, payload = queue.get()
+    proc.join()
+    if status != 'ok':
+        raise RuntimeError(f'benchmark of {kwargs["spec"]} failed: {payload}')
+    return payload
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table; ratios are relative to the first model."""
+    cols = [('model', 'model', '{}'), ('params (M)', 'params', '{:.2f}'), ('MACs (G)', 'macs', '{:.3f}'),
+            ('infer ms', 'infer_ms', '{:.1f}'), ('infer/s', 'infer_per_s', '{:.1f}'),
+            ('speed vs 1st', 'infer_ratio', '{:.2f}x')]
+    if any('train_ms' in r for r in results):
+        cols += [('train ms', 'train_ms', '{:.1f}'), ('train/s', 'train_per_s', '{:.1f}')]
+    cols += [('peak MB', 'peak_mem_mb', '{:.0f}')]
+    base = results[0]['infer_per_s']
+    rows = []
+    for r in results:
+        r = dict(r, params=r['params'] / 1e6, macs=r['macs'] / 1e9, infer_ratio=r['infer_per_s'] / base)
+        rows.append([fmt.format(r[key]) if key in r else '-' for _, key, fmt in cols])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, (h, _, _) in enumerate(cols)]
+    line = lambda cells: '  '.join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return '\n'.join([line([h for h, _, _ in cols]), line(['-' * w for w in widths])] + [line(r) for r in rows])
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog='python -m zoo.benchmark', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', required=True, help='model spec: NAME, torchvision:NAME, NAME:deploy')
+    p.add_argument('--compare', nargs='*', default=[], help='more model specs, measured on the same input')
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--img-size', type=int, nargs='+', help='H [W] (default: the first model\'s input size)')
+    p.add_argument('--train', action='store_true', help='also time a training step (forward, backward, SGD)')
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--iters', type=int, default=10)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--no-isolate', action='store_true', help='measure in this process (CPU peak memory is then not per model)')
+    p.add_argument('--json', metavar='PATH', help="write the results as JSON ('-' for stdout)")
+    args = p.parse_args(argv)
+    if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
+        p.error('--batch-size and --iters must be >= 1, --warmup >= 0')
+    if args.img_size and len(args.img_size) > 2:
+        p.error('--img-size takes H or H W')
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    specs = [args.model, *args.compare]
+    for spec in specs:  # fail fast, before any measurement, on a bad name
+        validate_spec(spec)
+    shape = resolve_input_shape(args.model, args.img_size)
+    results = []
+    for spec in specs:
+        kwargs = dict(spec=spec, input_shape=shape, batch_size=args.batch_size, train=args.train,
+                      warmup=args.warmup, iters=args.iters, device=args.device,
+                      channels_last=args.channels_last, threads=args.threads)
+        results.append(benchmark_model(**kwargs) if args.no_isolate else _run_isolated(kwargs))
+    print(f'input {[args.batch_size, *shape]} on {args.device}, median of {args.iters} runs after {args.warmup} warm-up')
+    print(format_table(results))
+    if args.json:
+        text = json.dumps(results, indent=2)
+        if args.json == '-':
+            print(text)
+        else:
+            with open(args.json, 'w') as f:
+                f.write(text + '\n')
+    return results
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except (ValueError, RuntimeError) as e:
+        sys.exit(f'error: {e}')

@@ -1,0 +1,2 @@
+"""Importing this package registers every zoo model family with timm (one module per family)."""
+from . import ghostnet
