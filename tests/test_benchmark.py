@@ -42,3 +42,9 @@ def test_unknown_model_is_named_with_suggestions():
 def test_input_shape_comes_from_the_pretrained_cfg():
     assert benchmark.resolve_input_shape('ghostnet_100') == (3, 224, 224)
     assert benchmark.resolve_input_shape('ghostnet_100', [128, 96]) == (3, 128, 96)
+
+
+def test_video_models_get_clips():
+    assert benchmark.resolve_input_shape('squeezetime_k400') == (3, 16, 224, 224)
+    assert benchmark.resolve_input_shape('squeezetime_k400', [112], num_frames=8) == (3, 8, 112, 112)
+    assert benchmark.resolve_input_shape('torchvision:r2plus1d_18', num_frames=16) == (3, 16, 224, 224)

@@ -91,20 +91,31 @@ def build_model(spec: str) -> nn.Module:
     return model
 
 
-def resolve_input_shape(spec: str, img_size: Optional[Sequence[int]] = None) -> tuple[int, ...]:
-    """Per-sample input shape: the model's ``pretrained_cfg['input_size']`` (C, [T,] H, W), with H, W
-    replaced by ``img_size`` when given. torchvision models default to (3, 224, 224)."""
+def resolve_input_shape(
+        spec: str, img_size: Optional[Sequence[int]] = None, num_frames: Optional[int] = None,
+) -> tuple[int, ...]:
+    """Per-sample input shape: the model's ``pretrained_cfg['input_size']`` (C, H, W), with H, W replaced
+    by ``img_size`` when given. Zoo video models take clips (C, T, H, W): T is the model's frame count
+    (its contract clip length) unless ``num_frames`` is given. torchvision models default to (3, 224, 224)
+    (a clip of 16 frames with ``num_frames``)."""
     source, name, _ = _parse_spec(spec)
     shape: tuple[int, ...] = (3, 224, 224)
+    frames = num_frames
     if source == 'timm':
         import timm
-        import zoo  # noqa: F401
+        import zoo
         cfg = timm.models.get_pretrained_cfg(name)
         if cfg is not None and cfg.input_size:
             shape = tuple(cfg.input_size)
+        if zoo.is_zoo_model(name):
+            info = zoo.model_info(name)
+            if info.task == 'video' and frames is None:
+                frames = info.contract_input_size[1]
     if img_size:
         h, w = (img_size[0], img_size[0]) if len(img_size) == 1 else tuple(img_size)
         shape = shape[:-2] + (h, w)
+    if frames:
+        shape = shape[:1] + (frames,) + shape[-2:]
     return shape
 
 
@@ -222,6 +233,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--compare', nargs='*', default=[], help='more model specs, measured on the same input')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--img-size', type=int, nargs='+', help='H [W] (default: the first model\'s input size)')
+    p.add_argument('--num-frames', type=int, help='clip length for video models (default: the model\'s own)')
     p.add_argument('--train', action='store_true', help='also time a training step (forward, backward, SGD)')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=10)
@@ -243,7 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     specs = [args.model, *args.compare]
     for spec in specs:  # fail fast, before any measurement, on a bad name
         validate_spec(spec)
-    shape = resolve_input_shape(args.model, args.img_size)
+    shape = resolve_input_shape(args.model, args.img_size, args.num_frames)
     results = []
     for spec in specs:
         kwargs = dict(spec=spec, input_shape=shape, batch_size=args.batch_size, train=args.train,

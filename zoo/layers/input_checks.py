@@ -1,9 +1,13 @@
 """Early, readable errors for inputs a model cannot take (instead of a shape error deep inside)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
+
+
+def _symbolic(x: object) -> bool:
+    """True while tracing or compiling, where shapes are symbolic and checks must not run."""
+    return not isinstance(x, torch.Tensor) or isinstance(x, torch.fx.Proxy) or torch.jit.is_scripting() \
+        or torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def check_image_input(
@@ -18,8 +22,7 @@ def check_image_input(
 
     Skipped while tracing (torch.fx / torch.jit / torch.compile), where shapes are symbolic.
     """
-    if not isinstance(x, torch.Tensor) or isinstance(x, torch.fx.Proxy) or torch.jit.is_scripting() \
-            or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if _symbolic(x):
         return
     if x.ndim != 4:
         raise ValueError(f'{name} expects a 4-D image batch (B, {in_chans}, H, W), got shape {tuple(x.shape)}')
@@ -34,3 +37,37 @@ def check_image_input(
         raise ValueError(
             f'{name} needs input height and width that are multiples of {divisor}, got {h}x{w}; '
             f'resize or pad to e.g. {-(-h // divisor) * divisor}x{-(-w // divisor) * divisor}')
+
+
+def check_video_input(
+        x: torch.Tensor,
+        in_chans: int,
+        num_frames: int,
+        min_size: int = 1,
+        name: str = 'model',
+) -> None:
+    """Raise a ValueError naming the problem if ``x`` is not a (B, in_chans, num_frames, H, W) clip batch.
+
+    A model that folds time into channels is built for one clip length, so the frame count must match.
+    Skipped while tracing (torch.fx / torch.jit / torch.compile), where shapes are symbolic.
+    """
+    if _symbolic(x):
+        return
+    layout = f'(B, {in_chans}, {num_frames}, H, W)'
+    if x.ndim != 5:
+        raise ValueError(f'{name} expects a 5-D clip batch {layout} (batch, channels, time, height, width), '
+                         f'got shape {tuple(x.shape)}')
+    if x.shape[1] != in_chans:
+        hint = ''
+        if x.shape[2] == in_chans and x.shape[1] == num_frames:
+            hint = '; the clip looks like (B, T, C, H, W): use x.permute(0, 2, 1, 3, 4)'
+        raise ValueError(
+            f'{name} expects {in_chans} input channels in dim 1 of {layout}, got {x.shape[1]} channels '
+            f'(input shape {tuple(x.shape)}){hint}')
+    if x.shape[2] != num_frames:
+        raise ValueError(
+            f'{name} was built for clips of {num_frames} frames, got {x.shape[2]} (input shape {tuple(x.shape)}); '
+            f'sample {num_frames} frames or create the model with num_frames={x.shape[2]}')
+    h, w = x.shape[-2:]
+    if h < min_size or w < min_size:
+        raise ValueError(f'{name} needs frames of at least {min_size}x{min_size}, got {h}x{w}')

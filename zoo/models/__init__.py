@@ -1,2 +1,3 @@
 """Importing this package registers every zoo model family with timm (one module per family)."""
 from . import ghostnet
+from . import squeezetime
