@@ -5,7 +5,8 @@ timm's ``ghostnet*`` models are the official architectures: the official checkpo
 them, records the official releases and pins the equivalence in ``tests/models/test_ghostnet.py`` with
 fixtures computed from the official code.
 
-Deploy form: ``model.reparameterize()`` (GhostNetV3) fuses the re-parameterised branches in place.
+Deploy form: ``timm.models.reparameterize_model(model)`` (GhostNetV3) fuses the re-parameterised branches
+(timm's GhostNet calls it ``convert_to_deploy()``).
 """
 from ..registry import adopt_timm_models
 

@@ -1,0 +1,235 @@
+"""Training configuration: one dataclass, recipes in YAML, every field overridable on the command line.
+
+Precedence: dataclass defaults < ``--config recipe.yaml`` < command-line flags. Each field ``foo_bar``
+is the flag ``--foo-bar``; booleans also take ``--no-foo-bar``; list fields take several values.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+__all__ = ['TrainConfig', 'ConfigError', 'load_recipe', 'build_parser', 'parse_config']
+
+
+class ConfigError(ValueError):
+    """A recipe or command line that cannot be used; the message says what to change."""
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; the defaults are the embedded digits run (``python train.py``)."""
+    # data
+    data_dir: str = ''  # ImageFolder root holding <train_split>/ and <val_split>/; '' uses the embedded dataset
+    dataset: str = 'digits'  # 'digits' (scikit-learn, ships with the package) or 'folder'
+    train_split: str = 'train'
+    val_split: str = 'val'
+    val_fraction: float = 0.2  # held-out share of the embedded dataset (stratified, fixed by data_seed)
+    data_seed: int = 0
+    on_corrupt: str = 'skip'  # corrupt image files: 'skip' (warn and count) or 'error'
+    img_size: int = 16  # the digits are 8x8; ImageNet recipes set 224
+    mean: Optional[list[float]] = None  # None: the model's pretrained_cfg
+    std: Optional[list[float]] = None
+    crop_pct: Optional[float] = None
+    workers: int = 0  # loader worker processes (0: load in the training process)
+    # augmentation (timm create_transform / Mixup)
+    scale: list[float] = field(default_factory=lambda: [0.85, 1.0])
+    ratio: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    hflip: float = 0.  # digits must not be mirrored; ImageNet recipes set 0.5
+    color_jitter: float = 0.
+    auto_augment: Optional[str] = None
+    reprob: float = 0.
+    train_interpolation: str = 'bilinear'
+    mixup: float = 0.
+    cutmix: float = 0.
+    mixup_prob: float = 1.
+    mixup_switch_prob: float = 0.5
+    smoothing: float = 0.1
+    # model
+    model: str = 'ghostnet_050'
+    num_classes: Optional[int] = None  # None: taken from the dataset
+    pretrained: bool = False
+    initial_checkpoint: str = ''
+    drop: float = 0.
+    drop_path: Optional[float] = None
+    # optimisation (timm create_optimizer_v2 / create_scheduler_v2)
+    epochs: int = 8
+    batch_size: int = 32
+    opt: str = 'adamw'
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    sched: str = 'cosine'  # 'cosine', 'step', 'multistep', ... (timm scheduler names)
+    sched_on_updates: bool = True
+    warmup_epochs: int = 0
+    warmup_lr: float = 1e-5
+    min_lr: float = 1e-6
+    decay_epochs: float = 30
+    decay_rate: float = 0.1
+    clip_grad: Optional[float] = None
+    clip_mode: str = 'norm'
+    accum_steps: int = 1
+    # EMA (timm ModelEmaV3)
+    model_ema: bool = False
+    model_ema_decay: float = 0.9998
+    model_ema_warmup: bool = False
+    # device and speed
+    device: str = 'auto'  # 'auto', 'cpu', 'cuda', 'cuda:1', ...
+    amp: bool = False  # mixed precision where the device supports it
+    amp_dtype: str = 'bfloat16'  # 'bfloat16' or 'float16' (float16 uses a GradScaler)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+    threads: int = 1  # torch intra-op threads (small models gain nothing from more on a shared CPU); 0: torch's choice
+    # distillation
+    distill: str = 'none'  # 'none', 'kd' (temperature-scaled KL), 'soft_ce' (GhostNetV3's soft-target CE), 'ofa'
+    teacher: str = ''
+    teacher_checkpoint: str = ''
+    teacher_pretrained: bool = False
+    teacher_img_size: Optional[int] = None  # resize the teacher's input (e.g. 224 for a ViT teacher)
+    gt_loss_weight: float = 1.
+    kd_loss_weight: float = 1.
+    kd_temperature: float = 1.
+    ofa_stages: list[int] = field(default_factory=lambda: [-4, -3, -2, -1])  # student feature_info indices
+    ofa_eps: list[float] = field(default_factory=lambda: [1.])  # one per stage plus one for the logits, or one
+    ofa_temperature: float = 1.
+    ofa_loss_weight: float = 1.
+    # end of training
+    reparameterize: bool = False  # fuse to the deploy form at the end and save model_deploy.pth
+    # run control
+    output: str = ''  # run folder; '' makes runs/<time>-<model>-<dataset>
+    resume: bool = False  # continue the run in --output (or the newest under runs/)
+    overwrite: bool = False  # start over in an --output folder that holds a run
+    evaluate: bool = False  # validation only
+    checkpoint: str = ''  # the checkpoint --evaluate reads ('' : <output>/last.pth)
+    seed: int = 42
+    progress: bool = True  # tqdm bar per epoch
+    max_steps_per_epoch: int = 0  # 0: the whole loader (a small number makes smoke tests fast)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_identity(cfg: TrainConfig | dict) -> dict[str, Any]:
+    """The fields that make two configurations the same run (what --resume must match)."""
+    d = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
+    return {k: d.get(k) for k in ('model', 'dataset', 'data_dir', 'num_classes', 'distill', 'teacher', 'img_size')}
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0]
+    return tp
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe; refuses keys that are not TrainConfig fields (a typo must not pass silently)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'recipe {path} does not exist (recipes live in configs/train/)')
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'recipe {path} must be a mapping of option: value')
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(k for k in (k.replace('-', '_') for k in data) if k not in known)
+    if unknown:
+        raise ConfigError(f'recipe {path} has unknown option(s) {unknown}; see python train.py --help')
+    return {k.replace('-', '_'): v for k, v in data.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``--config`` plus one flag per TrainConfig field (defaults left unset)."""
+    parser = argparse.ArgumentParser(
+        prog='train.py', description='Train or distil a zoo/timm model. With no arguments: the embedded digits run.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=argparse.SUPPRESS)
+    parser.add_argument('-c', '--config', default='', help='YAML recipe (configs/train/*.yaml); flags override it')
+    defaults = TrainConfig()
+    for name, tp in _field_types().items():
+        flag = '--' + name.replace('_', '-')
+        base = _unwrap_optional(tp)
+        default = getattr(defaults, name)
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=f'(default: {default})')
+        elif typing.get_origin(base) is list:
+            (item,) = typing.get_args(base)
+            parser.add_argument(flag, type=item, nargs='+', help=f'(default: {default})')
+        else:
+            parser.add_argument(flag, type=_optional(base), help=f'(default: {default})')
+    return parser
+
+
+def _optional(tp: type):
+    def convert(text: str):
+        if text.lower() in ('none', 'null'):
+            return None
+        return tp(text)
+    convert.__name__ = tp.__name__
+    return convert
+
+
+def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    """Defaults (the embedded digits run), then the ``--config`` recipe, then the flags."""
+    args = vars(build_parser().parse_args(argv))
+    recipe = args.pop('config', '')
+    values: dict[str, Any] = load_recipe(recipe) if recipe else {}
+    values.update(args)
+    return make_config(values)
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a plain mapping, with types checked and lists normalised."""
+    types_ = _field_types()
+    clean = {}
+    for k, v in values.items():
+        if k not in types_:
+            raise ConfigError(f'unknown option {k!r}')
+        base = _unwrap_optional(types_[k])
+        if v is not None and typing.get_origin(base) is list:
+            v = list(v) if isinstance(v, (list, tuple)) else [v]
+            (item,) = typing.get_args(base)
+            v = [item(x) for x in v]
+        elif v is not None and base in (int, float) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = base(v)
+        clean[k] = v
+    cfg = TrainConfig(**clean)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Refuse contradictory or out-of-range options with one clear message."""
+    if cfg.dataset not in ('digits', 'folder'):
+        raise ConfigError(f"dataset must be 'digits' or 'folder', got {cfg.dataset!r}")
+    if cfg.dataset == 'folder' and not cfg.data_dir:
+        raise ConfigError('dataset folder needs --data-dir (a folder with train/ and val/ class folders)')
+    if cfg.on_corrupt not in ('skip', 'error'):
+        raise ConfigError(f"on_corrupt must be 'skip' or 'error', got {cfg.on_corrupt!r}")
+    if cfg.distill not in ('none', 'kd', 'soft_ce', 'ofa'):
+        raise ConfigError(f"distill must be one of none, kd, soft_ce, ofa; got {cfg.distill!r}")
+    if cfg.distill != 'none' and not cfg.teacher:
+        raise ConfigError(f'distill {cfg.distill} needs --teacher NAME (and --teacher-checkpoint or '
+                          f'--teacher-pretrained)')
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError('--resume and --overwrite contradict each other; choose one')
+    if cfg.accum_steps < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ConfigError('epochs, batch_size and accum_steps must be >= 1')
+    if (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.batch_size % 2:
+        raise ConfigError(f'mixup / cutmix pair samples within a batch: batch_size must be even, got {cfg.batch_size}')
+    if not 0. < cfg.val_fraction < 1.:
+        raise ConfigError('val_fraction must be between 0 and 1')
+    if cfg.amp_dtype not in ('bfloat16', 'float16'):
+        raise ConfigError(f"amp_dtype must be 'bfloat16' or 'float16', got {cfg.amp_dtype!r}")
+    if cfg.distill == 'ofa' and len(cfg.ofa_eps) not in (1, len(cfg.ofa_stages) + 1):
+        raise ConfigError(f'ofa_eps takes one value or one per stage plus one for the logits '
+                          f'({len(cfg.ofa_stages) + 1}); got {len(cfg.ofa_eps)}')

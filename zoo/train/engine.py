@@ -1,0 +1,126 @@
+"""One training epoch and one validation pass (progress bar, AMP, accumulation, clipping, EMA, step hooks)."""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.utils import dispatch_clip_grad
+from tqdm import tqdm
+
+from .checkpoint import unwrap_model
+from .distill import Objective, teacher_logits_for
+from .distributed import all_reduce_sum
+from .hooks import StepHook, call_step_hooks
+from .metrics import AverageMeter, accuracy
+
+__all__ = ['StepState', 'train_one_epoch', 'validate']
+
+
+@dataclass
+class StepState:
+    """Counters that must survive a resume."""
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer updates so far
+    total_steps: int = 0
+    best_top1: float = -1.
+    history: list = field(default_factory=list)
+
+
+def train_one_epoch(
+        net: nn.Module, loader, optimizer, scheduler, objective: Objective, state: StepState, *,
+        device: torch.device, autocast: Callable[[], Any], scaler=None, ema=None, teacher: Optional[nn.Module] = None,
+        teacher_img_size: Optional[int] = None, mixup_fn=None, clip_grad: Optional[float] = None,
+        clip_mode: str = 'norm', accum_steps: int = 1, channels_last: bool = False, max_steps: int = 0,
+        hooks: tuple[StepHook, ...] = (), progress: bool = True, desc: str = '') -> dict[str, float]:
+    """Train for one epoch; returns the mean of every loss term, the total loss and the train top-1 (%)."""
+    net.train()
+    num_batches = len(loader) if not max_steps else min(len(loader), max_steps * accum_steps)
+    meters: dict[str, AverageMeter] = {}
+    correct = seen = 0
+    bar = tqdm(total=num_batches, desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
+    optimizer.zero_grad(set_to_none=True)
+    for i, (x, target) in enumerate(loader):
+        if i >= num_batches:
+            break
+        x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        hard_target = target
+        if mixup_fn is not None:
+            x, target = mixup_fn(x, target)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        last_micro = (i + 1) % accum_steps == 0 or i + 1 == num_batches
+        call_step_hooks(hooks, state.step, state.total_steps)
+        sync = contextlib.nullcontext() if last_micro or not hasattr(net, 'no_sync') else net.no_sync()
+        with sync:
+            with autocast():
+                t_logits = teacher_logits_for(teacher, x, teacher_img_size) if teacher is not None else None
+                logits, branch_logits = net(x)
+                losses = objective(logits, branch_logits, target, t_logits)
+                loss = sum(losses.values())
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f'loss is {loss.item()} at step {state.step}; lower --lr or check the data')
+            if scaler is not None:
+                scaler.scale(loss / accum_steps).backward()
+            else:
+                (loss / accum_steps).backward()
+        if last_micro:
+            if scaler is not None:
+                if clip_grad:
+                    scaler.unscale_(optimizer)
+                    dispatch_clip_grad(net.parameters(), clip_grad, mode=clip_mode)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                if clip_grad:
+                    dispatch_clip_grad(net.parameters(), clip_grad, mode=clip_mode)
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            if scheduler is not None:
+                scheduler.step_update(num_updates=state.step)
+            if ema is not None:
+                ema.update(unwrap_model(net).student, step=state.step)
+        n = x.shape[0]
+        for k, v in losses.items():
+            meters.setdefault(k, AverageMeter()).update(v.item(), n)
+        meters.setdefault('loss', AverageMeter()).update(loss.item(), n)
+        correct += int((logits.detach().argmax(-1) == hard_target).sum())
+        seen += n
+        bar.set_postfix(loss=f"{meters['loss'].avg:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        bar.update(1)
+    bar.close()
+    totals = all_reduce_sum(torch.tensor([correct, seen] + [m.sum for m in meters.values()], dtype=torch.float64))
+    seen_all = max(float(totals[1]), 1.)
+    out = {f'train_{k}' if k == 'loss' else f'train_loss_{k}': float(s) / seen_all
+           for k, s in zip(meters, totals[2:].tolist())}
+    out['train_top1'] = 100. * float(totals[0]) / seen_all
+    return out
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader, *, device: torch.device, autocast: Callable[[], Any],
+             channels_last: bool = False, progress: bool = False, desc: str = 'eval') -> dict[str, float]:
+    """Cross-entropy and top-1/top-5 (%) over the held-out split (summed over ranks: each holds a shard)."""
+    model.eval()
+    loss_sum = 0.
+    hits = torch.zeros(2, dtype=torch.float64)
+    count = 0
+    for x, target in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        x, target = x.to(device), target.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += float(F.cross_entropy(logits, target, reduction='sum'))
+        hits += torch.tensor(accuracy(logits, target, (1, 5)), dtype=torch.float64)
+        count += x.shape[0]
+    totals = all_reduce_sum(torch.cat([torch.tensor([loss_sum, count], dtype=torch.float64), hits]))
+    n = max(float(totals[1]), 1.)
+    return {'val_loss': float(totals[0]) / n, 'val_top1': 100. * float(totals[2]) / n,
+            'val_top5': 100. * float(totals[3]) / n}

@@ -1,0 +1,115 @@
+"""Student and teacher construction: names checked against the zoo and timm, checkpoints read safely."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Optional
+
+import timm
+import torch
+import torch.nn as nn
+
+import zoo  # noqa: F401  (registers the zoo's models with timm)
+from .config import ConfigError, TrainConfig
+
+__all__ = ['check_model_name', 'read_state_dict', 'create_student', 'create_teacher', 'classifier_out_features']
+
+
+def check_model_name(name: str, role: str = 'model') -> None:
+    """Refuse a name neither the zoo nor timm knows, suggesting the closest ones."""
+    if timm.is_model(name.split('.', 1)[0]):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f'; did you mean {", ".join(close)}?' if close else '; zoo.list_models() and timm.list_models() list them'
+    raise ConfigError(f'unknown {role} {name!r}{hint}')
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A model state dict from a checkpoint file, read with ``weights_only=True``.
+
+    Accepts a bare state dict or one wrapped as ``state_dict`` / ``model`` / ``state_dict_ema`` / ``model_ema``
+    (our own run checkpoints included); strips a DistributedDataParallel ``module.`` prefix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'checkpoint {path} does not exist')
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(ckpt, dict):
+        for key in ('model', 'state_dict', 'state_dict_ema', 'model_ema'):
+            if key in ckpt and isinstance(ckpt[key], dict):
+                ckpt = ckpt[key]
+                break
+    if not isinstance(ckpt, dict) or not all(torch.is_tensor(v) for v in ckpt.values()):
+        raise ConfigError(f'{path} holds no model state dict')
+    return {k[7:] if k.startswith('module.') else k: v for k, v in ckpt.items()}
+
+
+def classifier_out_features(model: nn.Module, state_dict: Optional[dict] = None) -> Optional[int]:
+    """Class count of a timm model (or of a state dict for it), read from its classifier weight."""
+    clf = model.pretrained_cfg.get('classifier') if hasattr(model, 'pretrained_cfg') else None
+    if state_dict is not None and clf:
+        names = [clf] if isinstance(clf, str) else list(clf)
+        for n in names:
+            w = state_dict.get(f'{n}.weight')
+            if w is not None:
+                return int(w.shape[0])
+        return None
+    return getattr(model, 'num_classes', None)
+
+
+def _create(name: str, img_size: Optional[int], **kwargs: Any) -> nn.Module:
+    """timm.create_model, at ``img_size`` for models whose size is a constructor argument (ViTs, MLPs)."""
+    if img_size:
+        try:
+            return timm.create_model(name, img_size=img_size, **kwargs)
+        except TypeError as e:
+            if 'img_size' not in str(e):
+                raise
+    return timm.create_model(name, **kwargs)
+
+
+def create_student(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The model to train, with the dataset's class count; optional initial weights."""
+    check_model_name(cfg.model)
+    kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=cfg.drop)
+    if cfg.drop_path is not None:
+        kwargs['drop_path_rate'] = cfg.drop_path
+    model = _create(cfg.model, cfg.img_size, pretrained=cfg.pretrained, **kwargs)
+    if cfg.initial_checkpoint:
+        sd = read_state_dict(cfg.initial_checkpoint)
+        model.load_state_dict(sd)
+    return model
+
+
+def create_teacher(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """A frozen teacher in eval mode, from a name plus a checkpoint (or timm's pretrained weights).
+
+    Refuses a teacher whose class count differs from the student's: its logits could not be compared.
+    """
+    check_model_name(cfg.teacher, 'teacher')
+    if not cfg.teacher_checkpoint and not cfg.teacher_pretrained:
+        raise ConfigError('a teacher needs weights: pass --teacher-checkpoint PATH or --teacher-pretrained')
+    if cfg.teacher_checkpoint:
+        sd = read_state_dict(cfg.teacher_checkpoint)
+        size = cfg.teacher_img_size or cfg.img_size
+        probe = _create(cfg.teacher, size, pretrained=False)
+        teacher_classes = classifier_out_features(probe, sd)
+        if teacher_classes is None:
+            raise ConfigError(f'cannot find the classifier of {cfg.teacher} in {cfg.teacher_checkpoint}')
+        _check_classes(cfg.teacher, teacher_classes, num_classes)
+        teacher = _create(cfg.teacher, size, num_classes=teacher_classes)
+        missing, unexpected = teacher.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise ConfigError(f'{cfg.teacher_checkpoint} does not fit {cfg.teacher}: missing keys {missing[:5]}, '
+                              f'unexpected keys {unexpected[:5]}')
+    else:
+        teacher = timm.create_model(cfg.teacher, pretrained=True)
+        _check_classes(cfg.teacher, teacher.num_classes, num_classes)
+    teacher.requires_grad_(False)
+    return teacher.eval()
+
+
+def _check_classes(name: str, teacher_classes: int, num_classes: int) -> None:
+    if teacher_classes != num_classes:
+        raise ConfigError(f'teacher {name} predicts {teacher_classes} classes but the student is trained on '
+                          f'{num_classes}; distillation compares their logits class by class')
