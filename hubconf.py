@@ -29,3 +29,13 @@ def _entrypoint(name: str):
 
 
 globals().update({_name: _entrypoint(_name) for _name in _zoo.list_models()})
+
+
+def tinysam(pretrained: bool = False, **kwargs):
+    """TinySAM (image encoder, prompt encoder, mask decoder); pretrained=True loads tinysam_42.3.pth.
+    Use zoo.models.tinysam.SamPredictor(model) for prompts."""
+    return _zoo.create_sam('tinysam', pretrained=pretrained, **kwargs)
+
+
+#: Entries beyond the registry's one-per-model (whole systems built from several registered parts).
+EXTRA_ENTRIES = ('tinysam',)

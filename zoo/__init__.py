@@ -7,8 +7,9 @@ from .registry import (
     ModelInfo, UnknownModelError, create_model, is_zoo_model, list_families, list_models, model_info,
 )
 from . import models  # noqa: F401  (registers the families with timm)
+from .models.tinysam import create_sam
 
 __all__ = [
-    '__version__', 'ModelInfo', 'UnknownModelError', 'create_model', 'is_zoo_model', 'list_families',
+    '__version__', 'ModelInfo', 'UnknownModelError', 'create_model', 'create_sam', 'is_zoo_model', 'list_families',
     'list_models', 'model_info',
 ]

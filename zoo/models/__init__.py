@@ -1,3 +1,5 @@
 """Importing this package registers every zoo model family with timm (one module per family)."""
 from . import ghostnet
 from . import squeezetime
+from . import tinysam
+from . import cgrseg

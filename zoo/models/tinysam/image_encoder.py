@@ -1,0 +1,321 @@
+"""TinySAM's image encoder: a TinyViT-5M trunk whose last stage keeps stride 16, plus SAM's neck.
+
+The trunk reuses timm's TinyViT blocks (``MBConv``, ``TinyVitBlock``, ``PatchEmbed``, ``ConvNorm``), which
+compute exactly what the official blocks compute. What differs from timm's ``TinyVit`` is the layout
+(downsampling at the end of a stage, as in the official state dict), the last patch merging (stride 1,
+so the 1024 x 1024 input gives a 64 x 64 embedding) and the neck (1x1 conv, LayerNorm2d, 3x3 conv,
+LayerNorm2d) that maps the 320 trunk channels to SAM's 256-channel image embedding.
+
+``forward`` returns the image embedding (B, 256, H/16, W/16), what SAM's mask decoder consumes.
+``forward_features`` returns the trunk's last stage (B, 320, H/16, W/16) and ``forward_head`` applies
+TinyViT's classifier (average pool, LayerNorm, Linear): the official checkpoint carries that head, so it
+is kept (it counts in the official 6.07M parameters), though SAM never uses it.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from timm.layers import LayerNorm2d
+from timm.models import build_model_with_cfg, generate_default_cfgs
+from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint_seq
+from timm.models.tiny_vit import ConvNorm, MBConv, PatchEmbed, TinyVitBlock
+
+from ...layers import check_image_input
+from ...registry import register_model
+
+__all__ = ['TinySamImageEncoder', 'checkpoint_filter_fn']
+
+RELEASE_URL = 'https://github.com/xinghaochen/TinySAM/releases/download/3.0/tinysam_42.3.pth'
+QUANT_RELEASE_URL = 'https://github.com/xinghaochen/TinySAM/releases/download/2.0/tinysam_w8a8.pth'
+SAM_PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
+SAM_PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
+
+
+class PatchMerging(nn.Module):
+    """1x1 conv, depthwise 3x3 conv with ``stride``, 1x1 conv (BN after each, GELU between). NCHW in/out."""
+
+    def __init__(self, dim: int, out_dim: int, stride: int = 2, act_layer: type[nn.Module] = nn.GELU):
+        super().__init__()
+        self.conv1 = ConvNorm(dim, out_dim, 1, 1, 0)
+        self.act = act_layer()
+        self.conv2 = ConvNorm(out_dim, out_dim, 3, stride, 1, groups=out_dim)
+        self.conv3 = ConvNorm(out_dim, out_dim, 1, 1, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv1(x))
+        x = self.act(self.conv2(x))
+        return self.conv3(x)
+
+
+class TinySamStage(nn.Module):
+    """One stage: MBConv blocks (``num_heads=0``) or windowed-attention blocks, then an optional merge."""
+
+    def __init__(
+            self,
+            dim: int,
+            depth: int,
+            num_heads: int = 0,
+            window_size: int = 7,
+            mlp_ratio: float = 4.,
+            conv_expand_ratio: float = 4.,
+            local_conv_size: int = 3,
+            drop: float = 0.,
+            drop_path: Sequence[float] = (),
+            out_dim: Optional[int] = None,
+            merge_stride: int = 2,
+    ):
+        super().__init__()
+        drop_path = list(drop_path) or [0.] * depth
+        self.is_conv = num_heads == 0
+        if self.is_conv:
+            blocks = [MBConv(dim, dim, conv_expand_ratio, nn.GELU, drop_path[i]) for i in range(depth)]
+        else:
+            blocks = [
+                TinyVitBlock(
+                    dim, num_heads, window_size=window_size, mlp_ratio=mlp_ratio, drop=drop,
+                    drop_path=drop_path[i], local_conv_size=local_conv_size)
+                for i in range(depth)]
+        self.blocks = nn.Sequential(*blocks)
+        self.downsample = PatchMerging(dim, out_dim, merge_stride) if out_dim is not None else None
+        self.grad_checkpointing = False
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """NCHW in, NCHW out (attention blocks work channels-last inside)."""
+        if not self.is_conv:
+            x = x.permute(0, 2, 3, 1)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.blocks, x)
+        else:
+            x = self.blocks(x)
+        if not self.is_conv:
+            x = x.permute(0, 3, 1, 2)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_blocks(x)
+        return self.downsample(x) if self.downsample is not None else x
+
+
+class TinySamImageEncoder(nn.Module):
+    """TinySAM / MobileSAM image encoder (TinyViT-5M trunk + SAM neck)."""
+
+    def __init__(
+            self,
+            img_size: int = 1024,
+            in_chans: int = 3,
+            num_classes: int = 1000,
+            embed_dims: Tuple[int, ...] = (64, 128, 160, 320),
+            depths: Tuple[int, ...] = (2, 2, 6, 2),
+            num_heads: Tuple[int, ...] = (2, 4, 5, 10),
+            window_sizes: Tuple[int, ...] = (7, 7, 14, 7),
+            merge_strides: Tuple[int, ...] = (2, 2, 1),
+            mlp_ratio: float = 4.,
+            mbconv_expand_ratio: float = 4.,
+            local_conv_size: int = 3,
+            out_chans: int = 256,
+            drop_rate: float = 0.,
+            drop_path_rate: float = 0.,
+            global_pool: str = 'avg',
+    ):
+        super().__init__()
+        if global_pool not in ('avg', ''):
+            raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+        self.img_size = img_size
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = embed_dims[-1]
+        self.out_chans = out_chans
+        self.grad_checkpointing = False
+
+        self.patch_embed = PatchEmbed(in_chans, embed_dims[0], nn.GELU)
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths))]
+        self.layers = nn.ModuleList()
+        self.feature_info = []
+        reduction = 4
+        for i, depth in enumerate(depths):
+            last = i == len(depths) - 1
+            self.layers.append(TinySamStage(
+                embed_dims[i], depth,
+                num_heads=0 if i == 0 else num_heads[i],
+                window_size=window_sizes[i],
+                mlp_ratio=mlp_ratio,
+                conv_expand_ratio=mbconv_expand_ratio,
+                local_conv_size=local_conv_size,
+                drop=drop_rate,
+                drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])],
+                out_dim=None if last else embed_dims[i + 1],
+                merge_stride=1 if last else merge_strides[i],
+            ))
+            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=reduction, module=f'layers.{i}'))
+            if not last:
+                reduction *= merge_strides[i]
+
+        self.norm_head = nn.LayerNorm(embed_dims[-1])
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.neck = nn.Sequential(
+            nn.Conv2d(embed_dims[-1], out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay_keywords(self) -> set[str]:
+        return {'attention_biases'}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return dict(stem=r'^patch_embed', blocks=r'^layers\.(\d+)' if coarse else [
+            (r'^layers\.(\d+)\.downsample', (0,)), (r'^layers\.(\d+)\.blocks\.(\d+)', None)])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Stage outputs (before each stage's merge), as timm's ``forward_intermediates``."""
+        if output_fmt != 'NCHW':
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        check_image_input(x, self.in_chans, name=type(self).__name__)
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        intermediates = []
+        x = self.patch_embed(x)
+        stages = self.layers[:max_index + 1] if stop_early else self.layers
+        for i, stage in enumerate(stages):
+            x = stage.forward_blocks(x)
+            if i in take_indices:
+                intermediates.append(x)
+            if stage.downsample is not None:
+                x = stage.downsample(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        self.layers = self.layers[:max_index + 1]
+        self.layers[-1].downsample = None
+        if prune_head:
+            self.neck = nn.Identity()
+            self.reset_classifier(0, '')
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk features (B, 320, H/16, W/16)."""
+        check_image_input(x, self.in_chans, name=type(self).__name__)
+        x = self.patch_embed(x)
+        for stage in self.layers:
+            x = stage(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """TinyViT's classifier on trunk features (kept for the checkpoint layout; SAM does not use it)."""
+        if self.global_pool == 'avg':
+            x = x.mean(dim=(2, 3))
+        x = self.norm_head(x)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk features -> SAM image embedding (B, 256, H/16, W/16)."""
+        return self.neck(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image embedding for SAM's mask decoder: (B, 256, H/16, W/16)."""
+        return self.forward_neck(self.forward_features(x))
+
+
+def _rename(key: str) -> str:
+    key = key.replace('patch_embed.seq.0.', 'patch_embed.conv1.').replace('patch_embed.seq.2.', 'patch_embed.conv2.')
+    return key.replace('.c.', '.conv.')
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: TinySamImageEncoder) -> dict[str, torch.Tensor]:
+    """Official TinySAM checkpoint (whole SAM or encoder only) -> encoder state dict in the zoo layout."""
+    for wrapper in ('model', 'state_dict'):
+        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
+            state_dict = state_dict[wrapper]
+    if any(k.startswith('image_encoder.') for k in state_dict):
+        state_dict = {k[len('image_encoder.'):]: v for k, v in state_dict.items() if k.startswith('image_encoder.')}
+    out = {}
+    for k, v in state_dict.items():
+        if k.endswith('attention_bias_idxs'):
+            continue
+        out[_rename(k)] = v
+    if isinstance(model.head, nn.Identity):
+        out = {k: v for k, v in out.items() if not k.startswith('head.')}
+    return out
+
+
+def _cfg(url: str = '', **kwargs: Any) -> dict[str, Any]:
+    return {
+        'url': url, 'num_classes': 1000, 'input_size': (3, 1024, 1024), 'pool_size': None,
+        'crop_pct': 1.0, 'interpolation': 'bilinear', 'mean': SAM_PIXEL_MEAN, 'std': SAM_PIXEL_STD,
+        'first_conv': 'patch_embed.conv1.conv', 'classifier': 'head', 'license': 'apache-2.0',
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    'tinysam_vit_t.sa1b': _cfg(
+        url=RELEASE_URL,
+        paper_ids='arXiv:2312.13789',
+        notes=('image encoder of TinySAM; the classifier head is untrained (SAM does not use it)',
+               'mean/std are SAM pixel statistics for inputs in [0, 1]')),
+})
+
+
+def _create_tinysam_encoder(variant: str, pretrained: bool = False, **kwargs: Any) -> TinySamImageEncoder:
+    out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+    return build_model_with_cfg(
+        TinySamImageEncoder, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **kwargs)
+
+
+@register_model(task='sam', contract_input_size=(3, 64, 64))
+def tinysam_vit_t(pretrained: bool = False, **kwargs: Any) -> TinySamImageEncoder:
+    """TinySAM image encoder (TinyViT-5M trunk, stride 16, SAM neck); 6.07M parameters."""
+    model_args = dict(embed_dims=(64, 128, 160, 320), depths=(2, 2, 6, 2), num_heads=(2, 4, 5, 10),
+                      window_sizes=(7, 7, 14, 7), merge_strides=(2, 2, 1))
+    return _create_tinysam_encoder('tinysam_vit_t', pretrained=pretrained, **dict(model_args, **kwargs))

@@ -1,0 +1,157 @@
+"""The TinySAM model: image encoder + prompt encoder + mask decoder, and ``create_sam`` to build and load it."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .image_encoder import RELEASE_URL, TinySamImageEncoder, _rename
+from .mask_decoder import MaskDecoder
+from .prompt_encoder import PromptEncoder
+from .transformer import TwoWayTransformer
+
+__all__ = ['TinySam', 'create_sam', 'build_tinysam', 'load_sam_checkpoint', 'SAM_MODELS']
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+class TinySam(nn.Module):
+    """Segment Anything with TinySAM's encoder. Inputs are 0..255 RGB images, resized so the longest side
+    is ``image_encoder.img_size`` (see :class:`ResizeLongestSide`); ``preprocess`` normalises and pads them.
+    """
+    mask_threshold: float = 0.0
+    image_format: str = 'RGB'
+
+    def __init__(self, image_encoder: TinySamImageEncoder, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder,
+                 pixel_mean: Tuple[float, ...] = PIXEL_MEAN, pixel_std: Tuple[float, ...] = PIXEL_STD):
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def img_size(self) -> int:
+        return self.image_encoder.img_size
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise 0..255 RGB (…, 3, h, w) and pad bottom/right to img_size x img_size."""
+        h, w = x.shape[-2:]
+        if h > self.img_size or w > self.img_size:
+            raise ValueError(f'image {h}x{w} is larger than the model input {self.img_size}; '
+                             f'resize it first (ResizeLongestSide)')
+        x = (x - self.pixel_mean) / self.pixel_std
+        return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
+
+    def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, int],
+                          original_size: Tuple[int, int]) -> torch.Tensor:
+        """Low-resolution logits -> logits at the original image size (padding removed)."""
+        masks = F.interpolate(masks, (self.img_size, self.img_size), mode='bilinear', align_corners=False)
+        masks = masks[..., :input_size[0], :input_size[1]]
+        return F.interpolate(masks, tuple(original_size), mode='bilinear', align_corners=False)
+
+    def decode(self, image_embeddings: torch.Tensor, point_coords: Optional[torch.Tensor] = None,
+               point_labels: Optional[torch.Tensor] = None, boxes: Optional[torch.Tensor] = None,
+               mask_input: Optional[torch.Tensor] = None,
+               multimask_output: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Prompts in the input frame -> (low-res logits (B, M, 256, 256), IoU predictions (B, M))."""
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense,
+                                 multimask_output=multimask_output)
+
+    @torch.no_grad()
+    def forward(self, batched_input: List[Dict[str, Any]], multimask_output: bool = True) -> List[Dict[str, torch.Tensor]]:
+        """segment-anything's batched interface: a list of dicts with 'image' (3, h, w already resized),
+        'original_size', and optional 'point_coords', 'point_labels', 'boxes', 'mask_inputs' in the input frame."""
+        images = torch.stack([self.preprocess(rec['image']) for rec in batched_input])
+        embeddings = self.image_encoder(images)
+        outputs = []
+        for rec, emb in zip(batched_input, embeddings):
+            low_res, iou = self.decode(emb[None], rec.get('point_coords'), rec.get('point_labels'),
+                                       rec.get('boxes'), rec.get('mask_inputs'), multimask_output)
+            masks = self.postprocess_masks(low_res, rec['image'].shape[-2:], rec['original_size'])
+            outputs.append({'masks': masks > self.mask_threshold, 'iou_predictions': iou, 'low_res_logits': low_res})
+        return outputs
+
+
+def build_tinysam(img_size: int = 1024, prompt_embed_dim: int = 256) -> TinySam:
+    """TinySAM's architecture (10.13M parameters) with fresh weights."""
+    grid = img_size // 16
+    return TinySam(
+        image_encoder=TinySamImageEncoder(img_size=img_size, out_chans=prompt_embed_dim),
+        prompt_encoder=PromptEncoder(prompt_embed_dim, (grid, grid), (img_size, img_size), mask_in_chans=16),
+        mask_decoder=MaskDecoder(prompt_embed_dim, TwoWayTransformer(2, prompt_embed_dim, 8, 2048),
+                                 num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256),
+    )
+
+
+SAM_MODELS = {'tinysam': build_tinysam}
+SAM_URLS = {'tinysam': RELEASE_URL}
+
+
+def _to_zoo_layout(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    out = {}
+    for k, v in state_dict.items():
+        if k.endswith('attention_bias_idxs'):
+            continue
+        out['image_encoder.' + _rename(k[len('image_encoder.'):]) if k.startswith('image_encoder.') else k] = v
+    return out
+
+
+def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict[str, torch.Tensor]]) -> TinySam:
+    """Load an official TinySAM state dict (a path or a dict; may be wrapped in 'model' / 'state_dict')."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        try:
+            checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
+        except Exception as e:  # e.g. a pickled whole model such as the W8A8 release
+            raise ValueError(
+                f'{os.fspath(checkpoint)!r} is not a plain state dict that loads with weights_only=True '
+                f'({type(e).__name__}); the W8A8 release tinysam_w8a8.pth is a pickled module, which zoo does '
+                f'not unpickle (Q-TinySAM is not supported yet)') from e
+    for wrapper in ('model', 'state_dict'):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(wrapper), dict):
+            checkpoint = checkpoint[wrapper]
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'expected a state dict, got {type(checkpoint).__name__}')
+    state_dict = _to_zoo_layout(checkpoint)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong_shape:
+        raise ValueError(
+            f'checkpoint is not a TinySAM checkpoint: {len(missing)} missing keys (e.g. {missing[:3]}), '
+            f'{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), {len(wrong_shape)} keys of another '
+            f'shape (e.g. {wrong_shape[:3]}); a checkpoint of SAM ViT-H/L/B or another model does not fit TinySAM')
+    model.load_state_dict(state_dict)
+    return model
+
+
+def create_sam(name: str = 'tinysam', checkpoint: Optional[Union[str, os.PathLike, Dict[str, torch.Tensor]]] = None,
+               pretrained: bool = False, device: Union[str, torch.device] = 'cpu') -> TinySam:
+    """Build a SAM model in eval mode.
+
+    Args:
+        name: 'tinysam'.
+        checkpoint: a local official checkpoint (``tinysam_42.3.pth``) or state dict to load.
+        pretrained: download the official release when no ``checkpoint`` is given.
+        device: where to put the model.
+    """
+    if name not in SAM_MODELS:
+        raise ValueError(f'unknown SAM model {name!r}; available: {sorted(SAM_MODELS)}')
+    model = SAM_MODELS[name]()
+    if checkpoint is None and pretrained:
+        checkpoint = torch.hub.load_state_dict_from_url(SAM_URLS[name], map_location='cpu', weights_only=True)
+    if checkpoint is not None:
+        load_sam_checkpoint(model, checkpoint)
+    return model.to(device).eval()
