@@ -1,0 +1,255 @@
+"""CGRSeg: the segmentation contract, and the facts pinned by fixtures computed from the official code
+(nizhenliang/CGRSeg; manifests, parameter counts and reference outputs in tests/fixtures/cgrseg_*.json)."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import zoo
+from fidelity import deterministic_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record
+from zoo.benchmark import count_macs
+from zoo.models.cgrseg import EfficientFormer_expansion_ratios, EfficientFormerV2Backbone
+
+MODELS = zoo.list_models(family='cgrseg')
+BATCH = 2
+
+
+def _slow_unless(name: str, fast: tuple[str, ...] = ('cgrseg_t',)):
+    return pytest.param(name, marks=() if name in fast else pytest.mark.slow)
+
+
+def _input(name: str, batch: int = BATCH, chans: int | None = None, size: tuple[int, int] | None = None):
+    c, h, w = zoo.model_info(name).contract_input_size
+    h, w = size or (h, w)
+    return torch.randn(batch, chans or c, h, w)
+
+
+def _official_checkpoint(name: str, tmp_path):
+    """An official-layout mmseg checkpoint (the fixture's deterministic weights) on disk, and the fixture."""
+    fixture = load_fixture(name)
+    state_dict = deterministic_state_dict(fixture['state_dict'], fixture.get('weights_seed', 0))
+    path = tmp_path / f'{name}_official.pth'
+    torch.save({'meta': {'CLASSES': None}, 'state_dict': state_dict}, path)
+    return path, fixture
+
+
+def test_registered_as_segmentation_models():
+    assert MODELS == ['cgrseg_b', 'cgrseg_l', 'cgrseg_t']
+    for name in MODELS:
+        info = zoo.model_info(name)
+        assert timm.is_model(name) and info.task == 'segmentation' and info.input_divisor == 32
+
+
+# --- the segmentation contract -------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module', params=[_slow_unless(n) for n in MODELS])
+def name(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope='module')
+def built(name) -> torch.nn.Module:
+    return timm.create_model(name)
+
+
+def test_pretrained_cfg(name, built):
+    cfg = built.pretrained_cfg
+    assert cfg['num_classes'] == built.num_classes == 150
+    assert built.get_submodule(cfg['classifier']) is built.get_classifier()
+    assert isinstance(built.get_submodule(cfg['first_conv']), torch.nn.Conv2d)
+    assert cfg['tag'] == 'untrained' and not cfg.get('url')  # no released weights to point at
+
+
+def test_forward_backward_reaches_every_parameter(name, built):
+    model = built.train()
+    model.zero_grad(set_to_none=True)
+    x = _input(name)
+    out = model(x)
+    assert out.shape == (BATCH, 150, *x.shape[-2:])
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f'{name}: no gradient reached {missing[:10]}'
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f'{name}: non-finite gradients in {bad[:10]}'
+    model.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('size', [(64, 96), (128, 64)])
+def test_any_size_divisible_by_32(name, built, size):
+    model = built.eval()
+    x = _input(name, batch=1, size=size)
+    feats = model.forward_features(x)
+    assert [f.shape[-2:] for f in feats] == [(size[0] // s, size[1] // s) for s in (4, 8, 16, 32)]
+    logits = model.forward_head(feats)
+    assert logits.shape == (1, 150, size[0] // 8, size[1] // 8)
+    out = model(x)
+    assert out.shape == (1, 150, *size)
+    torch.testing.assert_close(out, F.interpolate(logits, size=size, mode='bilinear', align_corners=False))
+    assert torch.equal(model.predict(x), out.argmax(1))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('size', [(72, 64), (64, 80), (16, 16)])
+def test_indivisible_size_is_a_clear_error(name, built, size):
+    with pytest.raises(ValueError, match='multiples of 32|at least 32'):
+        built.eval()(torch.randn(1, 3, *size))
+
+
+@torch.no_grad()
+def test_wrong_channel_count_is_a_clear_error(name, built):
+    with pytest.raises(ValueError, match='channel'):
+        built.eval()(_input(name, chans=4))
+
+
+@torch.no_grad()
+def test_reset_classifier(name, built):
+    model = built.eval()
+    x = _input(name)
+    try:
+        model.reset_classifier(7)
+        assert model.num_classes == 7 and model(x).shape == (BATCH, 7, *x.shape[-2:])
+        model.reset_classifier(0)
+        assert model.get_classifier() is None
+        assert model(x).shape == (BATCH, model.num_features, x.shape[-2] // 8, x.shape[-1] // 8)
+    finally:
+        model.reset_classifier(150)
+
+
+@torch.no_grad()
+def test_in_chans_one_and_num_classes(name):
+    model = timm.create_model(name, in_chans=1, num_classes=0).eval()
+    x = _input(name, chans=1)
+    assert model(x).shape == (BATCH, model.num_features, x.shape[-2] // 8, x.shape[-1] // 8)
+    model.reset_classifier(5)
+    assert model(x).shape == (BATCH, 5, *x.shape[-2:])
+
+
+@torch.no_grad()
+def test_features_only_and_intermediates(name, built):
+    x = _input(name)
+    model = timm.create_model(name, features_only=True).eval()
+    outs = model(x)
+    assert len(outs) == 4
+    for out, chs, red in zip(outs, model.feature_info.channels(), model.feature_info.reduction()):
+        assert out.shape == (BATCH, chs, x.shape[-2] // red, x.shape[-1] // red)
+    built.eval()
+    final, intermediates = built.forward_intermediates(x)
+    for a, b in zip(intermediates, built.forward_features(x)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(final, intermediates[-1])
+    assert [t.shape[1] for t in intermediates] == [fi['num_chs'] for fi in built.feature_info]
+
+
+@torch.no_grad()
+def test_checkpoint_round_trip_through_pretrained_loading(name, built, tmp_path):
+    model = built.eval()
+    path = tmp_path / 'checkpoint.pth'
+    torch.save({'state_dict': model.state_dict()}, path)
+    loaded = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
+    x = _input(name)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+# --- facts from the official code ------------------------------------------------------------------------------
+
+def test_param_count_equals_official(name, built):
+    assert sum(p.numel() for p in built.parameters()) == load_fixture(name)['param_count']
+
+
+@pytest.mark.parametrize('variant', [_slow_unless(n) for n in MODELS])
+def test_official_checkpoint_loads(variant, tmp_path):
+    path, fixture = _official_checkpoint(variant, tmp_path)
+    model = timm.create_model(variant, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    official = deterministic_state_dict(fixture['state_dict'], fixture.get('weights_seed', 0))
+    state = model.state_dict()
+    # spot-check the mapping: stem, a block, an attention bias table, a layer scale, the head
+    pairs = {
+        'backbone.patch_embed.0.weight': 'backbone.stem.conv1.conv.weight',
+        'backbone.network.6.0.mlp.norm2.running_var': 'backbone.stages.3.blocks.0.mlp.fc2.bn.running_var',
+        'backbone.network.5.attn.attention_biases_seg': 'backbone.stages.3.downsample.attn.attention_biases',
+        'backbone.network.0.0.layer_scale_2': 'backbone.stages.0.blocks.0.ls2.gamma',
+        'decode_head.lgc.channel_mul_conv.1.weight': 'decode_head.lgc.channel_mul_conv.1.weight',
+    }
+    for official_key, zoo_key in pairs.items():
+        assert torch.equal(state[zoo_key], official[official_key].reshape(state[zoo_key].shape)), official_key
+
+
+@pytest.fixture
+def one_thread():
+    """The reference output was computed on one CPU thread. With the fixtures' synthetic weights the deep
+    attention stages amplify reduction-order rounding ~10x, so a different thread count alone moves the
+    official model's own output by ~3e-5; compare like with like."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def test_output_parity_with_official(tmp_path, one_thread):
+    """cgrseg_t only: the b / l fixtures pin layout and size (their synthetic-weight outputs are chaotic:
+    thread-count rounding alone moves them by more than 1e-3)."""
+    path, fixture = _official_checkpoint('cgrseg_t', tmp_path)
+    model = timm.create_model('cgrseg_t', pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
+    x = make_input(fixture['input']['shape'], fixture['input']['seed'])
+    expected = tensor_from_record(fixture['output'])  # the official head's stride-8 logits
+    logits = model.forward_head(model.forward_features(x))
+    assert max_abs_diff(logits, expected) < 1e-4
+    full = model(x)
+    assert full.shape[-2:] == x.shape[-2:]
+    torch.testing.assert_close(
+        full, F.interpolate(expected, size=x.shape[-2:], mode='bilinear', align_corners=False), rtol=0, atol=1e-4)
+
+
+def test_macs_at_512():
+    """flop_counter counts convolutions and the attention matmuls: 4.53 GMACs, the same as the official code
+    under the same counter. The paper's "4.0 GFLOPs" is mmcv's count, which sees layers (convolutions) but not
+    the functional attention matmuls: the convolution MACs alone are within 2% of it. (Counted on the meta
+    device: shapes only, no arithmetic.)"""
+    model = timm.create_model('cgrseg_t').to('meta')
+    x = torch.empty(1, 3, 512, 512, device='meta')
+    assert count_macs(model, x) == 4_527_215_616  # official code, same counter
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    conv_macs = counter.get_flop_counts()['Global'][torch.ops.aten.convolution] / 2
+    assert abs(conv_macs / 4.0e9 - 1) < 0.02
+
+
+# --- family-specific ----------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def test_backbone_is_timms_efficientformerv2_at_its_grid():
+    """At the size its bias tables are built for, the backbone is timm's EfficientFormerV2 (same weights, same
+    stage outputs); other sizes, which timm's model refuses, resize the bias instead."""
+    timm_model = timm.create_model('efficientformerv2_s1', img_size=64, num_classes=0).eval()
+    for p in timm_model.parameters():  # non-zero attention biases so the bias path is exercised
+        p.add_(0.02 * torch.randn_like(p))
+    backbone = EfficientFormerV2Backbone(
+        bias_resolution=64, depths=(3, 3, 9, 6), embed_dims=(32, 48, 120, 224),
+        mlp_ratios=EfficientFormer_expansion_ratios['S1'], num_vit=2).eval()
+    state = {k: v for k, v in timm_model.state_dict().items() if not k.startswith(('norm.', 'head'))}
+    backbone.load_state_dict(state, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    expected = timm_model.forward_intermediates(x, intermediates_only=True)
+    for a, b in zip(backbone(x), expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert [f.shape[-1] for f in backbone(torch.randn(1, 3, 96, 128))] == [32, 16, 8, 4]
+
+
+def test_attention_bias_cache_follows_weights():
+    """Eval mode caches the resized attention bias; train()/eval() must drop it when the weights change."""
+    model = timm.create_model('cgrseg_t').eval()
+    attn = model.backbone.stages[3].downsample.attn
+    x = _input('cgrseg_t', batch=1)
+    with torch.no_grad():
+        before = model.forward_features(x)[-1]
+        model.train()
+        attn.attention_biases.add_(torch.randn_like(attn.attention_biases))
+        model.eval()
+        after = model.forward_features(x)[-1]
+    assert not torch.allclose(before, after)
