@@ -3,3 +3,4 @@ from . import ghostnet
 from . import squeezetime
 from . import tinysam
 from . import cgrseg
+from . import pyramid_tnt, tnt
