@@ -4,3 +4,5 @@ from . import squeezetime
 from . import tinysam
 from . import cgrseg
 from . import pyramid_tnt, tnt
+from . import wavemlp, hiremlp
+from . import slab
