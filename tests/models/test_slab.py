@@ -1,0 +1,221 @@
+"""SLAB family: facts from the official code (xinghaochen/SLAB), the progressive norm schedule, the deploy form.
+
+Fixtures ``tests/fixtures/slab_*.json`` hold, per variant, the official state-dict manifest, parameter count
+and MACs at 224; for the smallest variant of each backbone also the official outputs (train mode at the end
+of the blend, then eval mode) for deterministic weights. See each fixture's ``source``.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import zoo
+from fidelity import (deterministic_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record)
+from zoo.benchmark import count_macs
+from zoo.layers.prepbn import PRepBN, RepBN, convert_norm_layout, set_norm_progress
+from zoo.models.slab import checkpoint_filter_fn
+
+FAST = ['deit_t_prepbn', 'slab_deit_t', 'pvt_t_prepbn', 'slab_pvt_t', 'slab_pvt_v2_b0', 'slab_pvt_v2_b1',
+        'swin_t_prepbn', 'slab_swin_t', 'slab_cswin_t']
+SLOW = ['deit_s_prepbn', 'slab_deit_s', 'pvt_s_prepbn', 'pvt_m_prepbn', 'slab_pvt_s', 'slab_pvt_m',
+        'slab_pvt_v2_b2', 'slab_pvt_v2_b3', 'slab_pvt_v2_b4', 'slab_pvt_v2_b5', 'slab_swin_s', 'slab_swin_b',
+        'slab_cswin_s']
+ALL = FAST + SLOW
+WITH_OUTPUT_FAST = ['slab_deit_t', 'slab_pvt_v2_b0']
+WITH_OUTPUT_SLOW = ['deit_t_prepbn', 'pvt_t_prepbn', 'slab_pvt_t', 'swin_t_prepbn', 'slab_swin_t', 'slab_cswin_t']
+
+
+def _variants(fast, slow):
+    return list(fast) + [pytest.param(n, marks=pytest.mark.slow) for n in slow]
+
+
+def _fixture(name: str) -> dict:
+    return load_fixture('slab_' + name.removeprefix('slab_'))
+
+
+def test_every_variant_has_a_fixture_and_is_registered():
+    assert sorted(zoo.list_models(family='slab')) == sorted(ALL)
+    for name in ALL:
+        assert _fixture(name)['param_count'] > 0
+
+
+@pytest.mark.parametrize('name', _variants(FAST, SLOW))
+@torch.no_grad()
+def test_official_layout_and_param_count(name):
+    fx = _fixture(name)
+    model = timm.create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == fx['param_count']
+    # the official key layout loads strictly (computed Swin buffers are recomputed, not loaded)
+    sd = checkpoint_filter_fn(deterministic_state_dict(fx['state_dict']), model)
+    model.load_state_dict(sd, strict=True)
+
+
+@pytest.mark.parametrize('name', _variants(['slab_deit_t', 'slab_pvt_v2_b0'],
+                                           [n for n in ALL if n not in ('slab_deit_t', 'slab_pvt_v2_b0')]))
+@torch.no_grad()
+def test_macs_equal_official_count(name):
+    # the paper's tables are not in the repository; the official code's own count at 224 is the reference
+    fx = _fixture(name)
+    macs = count_macs(timm.create_model(name).eval(), torch.randn(1, 3, 224, 224))
+    assert abs(macs - fx['macs_224']) <= 0.02 * fx['macs_224'], (macs, fx['macs_224'])
+
+
+def _load_official(name: str, fx: dict, tmp_path) -> nn.Module:
+    """The fixture's deterministic weights, saved as the official release wraps them, loaded by timm."""
+    path = tmp_path / 'official.pth'
+    torch.save({'model': deterministic_state_dict(fx['state_dict'], fx['weights_seed'])}, path)
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), drop_path_rate=0.)
+
+
+@pytest.mark.parametrize('name', _variants(WITH_OUTPUT_FAST, WITH_OUTPUT_SLOW))
+@torch.no_grad()
+def test_outputs_equal_official_train_eval_and_deploy(name, tmp_path):
+    fx = _fixture(name)
+    model = _load_official(name, fx, tmp_path)
+    x = make_input(fx['input']['shape'], fx['input']['seed'])
+    # the fixture's calibration: end of the blend, BatchNorm momentum 1, one train-mode pass
+    model.set_norm_progress(10 ** 9)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = 1.0
+    assert max_abs_diff(model.train()(x), tensor_from_record(fx['train_output'])) < 1e-4
+    out = model.eval()(x)
+    assert max_abs_diff(out, tensor_from_record(fx['output'])) < 1e-4
+    model.fuse()
+    assert not any(isinstance(m, (RepBN, PRepBN)) for m in model.modules())
+    assert max_abs_diff(model(x), out) < 1e-4
+
+
+# ----------------------------------------------------------------------------------------------------
+# the progressive schedule
+# ----------------------------------------------------------------------------------------------------
+
+def _official_blend(step: int, warm: int, total: int, r0: float = 1.0):
+    """LayerNorm weight of the official counters at the ``step``-th training forward (None: warm-up)."""
+    if step < warm:
+        return None
+    return r0 * max(total - (step - warm), 0) / total
+
+
+@pytest.mark.parametrize('warm,total', [(0, 10), (3, 5), (2, 1)])
+def test_blend_follows_the_official_schedule(warm, total):
+    norm = PRepBN(8, blend_steps=total, warmup_steps=warm)
+    for step in range(warm + total + 3):
+        norm.set_progress(step)
+        assert norm.ln_weight == _official_blend(step, warm, total)
+
+
+def test_forward_does_not_advance_the_schedule_and_state_resumes():
+    torch.manual_seed(0)
+    norm = PRepBN(8, blend_steps=100, warmup_steps=0).train()
+    norm.set_progress(40)
+    buffers = {k: v.clone() for k, v in norm.named_buffers() if k in ('warm', 'iter', 'total_step')}
+    x = torch.randn(4, 5, 8)
+    for _ in range(3):  # gradient accumulation / several passes per step: same blend
+        norm(x)
+    assert all(torch.equal(getattr(norm, k), v) for k, v in buffers.items())
+    assert norm.ln_weight == pytest.approx(0.6)
+    resumed = PRepBN(8, blend_steps=100)
+    resumed.load_state_dict(norm.state_dict())
+    assert resumed.ln_weight == pytest.approx(0.6)
+    resumed.train()
+    norm.eval(), resumed.eval()
+    torch.testing.assert_close(resumed(x), norm(x))
+
+
+def test_train_blend_warmup_and_eval_forms():
+    torch.manual_seed(0)
+    norm = PRepBN(8, blend_steps=10, warmup_steps=2)
+    with torch.no_grad():
+        norm.norm1.weight.uniform_(0.5, 1.5)
+        norm.norm2.alpha.fill_(0.3)
+    x = torch.randn(4, 6, 8) * 3 + 1
+    norm.train()
+    norm.set_progress(0)  # warm-up: LayerNorm alone, BatchNorm statistics untouched
+    torch.testing.assert_close(norm(x), norm.norm1(x))
+    assert int(norm.norm2.bn.num_batches_tracked) == 0
+    norm.set_progress(2 + 4)  # 4 steps into a blend of 10
+    ln, bn = norm.norm1(x), copy.deepcopy(norm.norm2)(x)
+    torch.testing.assert_close(norm(x), 0.6 * ln + 0.4 * bn)
+    norm.eval()  # eval: RepBN alone, whatever the schedule
+    expected = nn.functional.batch_norm(
+        x.reshape(-1, 8), norm.norm2.bn.running_mean, norm.norm2.bn.running_var, norm.norm2.bn.weight,
+        norm.norm2.bn.bias, False, 0., norm.norm2.bn.eps).reshape(x.shape) + 0.3 * x
+    torch.testing.assert_close(norm(x), expected)
+
+
+def test_set_norm_progress_reaches_every_norm_of_a_model():
+    model = timm.create_model('slab_pvt_v2_b0')
+    n = sum(isinstance(m, PRepBN) for m in model.modules())
+    assert n > 0 and set_norm_progress(model, 7) == n
+    model.set_norm_progress(300000 - 1)
+    assert all(m.ln_weight == pytest.approx(1 / 300000) for m in model.modules() if isinstance(m, PRepBN))
+
+
+def test_norm_layout_conversion_between_repbn_and_progressive_checkpoints():
+    prog = nn.Sequential(PRepBN(4, blend_steps=10))
+    rep = nn.Sequential(RepBN(4))
+    with torch.no_grad():
+        prog[0].norm2.bn.running_mean.fill_(0.5)
+    into_rep = convert_norm_layout(prog.state_dict(), rep.state_dict())
+    rep.load_state_dict(into_rep)
+    assert torch.equal(rep[0].bn.running_mean, prog[0].norm2.bn.running_mean)
+    into_prog = convert_norm_layout(rep.state_dict(), prog.state_dict())
+    fresh = nn.Sequential(PRepBN(4, blend_steps=10))
+    fresh.load_state_dict(into_prog)
+    assert fresh[0].ln_weight == 0.0  # a RepBN checkpoint is a finished blend
+
+
+# ----------------------------------------------------------------------------------------------------
+# deploy form and input sizes
+# ----------------------------------------------------------------------------------------------------
+
+def _calibrated(name: str, x: torch.Tensor) -> nn.Module:
+    """A model with random weights whose BatchNorm statistics come from ``x`` (well-scaled activations)."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, drop_path_rate=0.)
+    model.set_norm_progress(10 ** 9)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = 1.0
+        if isinstance(m, RepBN):
+            with torch.no_grad():
+                m.alpha.uniform_(0.5, 1.5)
+    with torch.no_grad():
+        model.train()(x)
+    return model.eval()
+
+
+@pytest.mark.parametrize('name', _variants(['slab_swin_t'], ['slab_cswin_t', 'pvt_t_prepbn', 'swin_t_prepbn']))
+@torch.no_grad()
+def test_deploy_form_equals_train_form_with_padding(name):
+    # 64x160 pads the windows / stripes of the softmax stages and resizes the learned position tables; the
+    # padded keys hold different values in the two forms (norm folded into qkv or not), so a leak would show
+    x = torch.randn(1, 3, 64, 160)
+    model = _calibrated(name, x)
+    out = model(x)
+    feats = model.forward_intermediates(x, intermediates_only=True)
+    model.fuse()
+    assert max_abs_diff(model(x), out) < 1e-4
+    for a, b in zip(model.forward_intermediates(x, intermediates_only=True), feats):
+        assert max_abs_diff(a, b) < 1e-4
+
+
+@pytest.mark.parametrize('name', _variants(['slab_pvt_v2_b0'], ['slab_pvt_t', 'slab_swin_t', 'slab_cswin_t']))
+@torch.no_grad()
+def test_features_at_224_and_320x480(name):
+    model = timm.create_model(name, features_only=True).eval()
+    for h, w in ((224, 224), (320, 480)):
+        outs = model(torch.randn(1, 3, h, w))
+        for out, ch, red in zip(outs, model.feature_info.channels(), model.feature_info.reduction()):
+            assert out.shape == (1, ch, h // red, w // red)
+
+
+def test_unused_official_parameters_are_frozen():
+    model = timm.create_model('slab_deit_t')
+    assert not model.cls_token.requires_grad
+    assert model.cls_token.numel() == 192
