@@ -1,9 +1,12 @@
 """Checkpoint loading through timm's pretrained path: official wrappers, strictness, no unpickling."""
+import argparse
 import pickle
 
 import pytest
 import timm
 import torch
+
+import zoo  # noqa: F401  (allows the official checkpoints' argparse.Namespace)
 
 NAME = 'ghostnet_050'
 
@@ -24,6 +27,13 @@ def test_official_wrappers_load(state_dict, wrap, tmp_path):
     path = tmp_path / 'ckpt.pth'
     torch.save(wrap(state_dict), path)
     loaded = _load(path).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state_dict.items())
+
+
+def test_official_checkpoint_with_training_args_loads(state_dict, tmp_path):
+    """Official releases saved by timm-style train scripts carry an argparse.Namespace."""
+    torch.save({'state_dict': state_dict, 'args': argparse.Namespace(lr=0.1, model='ghostnet')}, tmp_path / 'ckpt.pth')
+    loaded = _load(tmp_path / 'ckpt.pth').state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state_dict.items())
 
 

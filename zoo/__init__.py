@@ -2,10 +2,18 @@
 
 ``import zoo`` registers every model, after which ``timm.create_model(name)`` works for each of them.
 """
+import argparse as _argparse
+
+import torch as _torch
+
 from .version import __version__
 from .registry import (
     ModelInfo, UnknownModelError, create_model, is_zoo_model, list_families, list_models, model_info,
 )
+# The official training scripts store their argparse.Namespace beside the weights. It is plain data, so
+# allowing it keeps weights_only=True loading (which refuses arbitrary classes) working for their releases.
+_torch.serialization.add_safe_globals([_argparse.Namespace])
+
 from . import models  # noqa: F401  (registers the families with timm)
 from .models.tinysam import create_sam
 
