@@ -1,0 +1,149 @@
+"""Grapher: the graph-processing block of Vision GNN (ViG).
+
+``fc1 -> dynamic max-relative graph convolution -> fc2`` with a residual connection. Module and
+parameter names follow the official ViG state-dict layout (``fc1.0``, ``graph_conv.gconv.nn.0``,
+``relative_pos``, ...) so the official checkpoints load as they are.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Type
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from timm.layers import DropPath
+
+from .knn_graph import (
+    dilate_neighbours, gather_max_neighbours, knn_graph, resize_relative_position_bias,
+    sincos_relative_position_bias,
+)
+
+__all__ = ['MaxRelativeConv', 'DynamicGraphConv', 'Grapher']
+
+
+class MaxRelativeConv(nn.Module):
+    """Max-relative graph convolution: ``[x_i, max_j (x_j - x_i)]`` then a grouped 1x1 conv, BN, act.
+
+    ``max_j (x_j - x_i) == max_j x_j - x_i`` exactly (rounding is monotone), so the centre features are
+    never gathered.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, act_layer: Type[nn.Module] = nn.GELU, groups: int = 4):
+        super().__init__()
+        self.nn = nn.Sequential(
+            nn.Conv2d(in_chs * 2, out_chs, 1, groups=groups),
+            nn.BatchNorm2d(out_chs),
+            act_layer(),
+        )
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, N) nodes, y: (B, C, M) candidates, idx: (B, N, k) neighbours -> (B, out, N, 1)."""
+        B, C, N = x.shape
+        rel = gather_max_neighbours(y, idx) - x
+        # channels interleaved as (x_0, rel_0, x_1, rel_1, ...), the layout the grouped conv was trained on
+        feats = torch.stack([x, rel], dim=2).reshape(B, 2 * C, N, 1)
+        return self.nn(feats)
+
+
+class DynamicGraphConv(nn.Module):
+    """Builds a dilated KNN graph from the current features and applies a max-relative graph conv.
+
+    Args:
+        in_chs / out_chs: channels.
+        k: neighbours per node.
+        dilation: keep every ``dilation``-th of the ``k * dilation`` nearest candidates.
+        reduction: candidates come from the map average-pooled by this factor (Pyramid ViG), 1 for all.
+        stochastic / epsilon: during training, with probability ``epsilon`` take a random ``k`` of the
+            ``k * dilation`` nearest instead of the dilated ones.
+
+    ``k`` and ``dilation`` are capped at run time so that ``k * dilation`` never exceeds the number of
+    candidates (small inputs); at the native size the caps change nothing.
+    """
+
+    def __init__(
+            self,
+            in_chs: int,
+            out_chs: int,
+            k: int = 9,
+            dilation: int = 1,
+            reduction: int = 1,
+            stochastic: bool = False,
+            epsilon: float = 0.0,
+            act_layer: Type[nn.Module] = nn.GELU,
+    ):
+        super().__init__()
+        self.k = k
+        self.dilation = dilation
+        self.reduction = reduction
+        self.stochastic = stochastic
+        self.epsilon = epsilon
+        self.gconv = MaxRelativeConv(in_chs, out_chs, act_layer=act_layer)
+
+    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        B, C, H, W = x.shape
+        y = F.avg_pool2d(x, self.reduction, self.reduction) if self.reduction > 1 else x
+        x = x.reshape(B, C, H * W)
+        y = y.reshape(B, C, -1)
+        m = y.shape[-1]
+        k = min(self.k, m)
+        dilation = max(1, min(self.dilation, m // k))
+        idx = knn_graph(F.normalize(x, dim=1), F.normalize(y, dim=1), k * dilation, bias)
+        idx = dilate_neighbours(idx, k, dilation, self.stochastic, self.epsilon, self.training)
+        return self.gconv(x, y, idx).reshape(B, -1, H, W)
+
+
+class Grapher(nn.Module):
+    """``x + drop_path(fc2(graph_conv(fc1(x))))``; the graph conv doubles the channels, fc2 restores them.
+
+    Args:
+        dim: channels.
+        k, dilation, reduction, stochastic, epsilon: see :class:`DynamicGraphConv`.
+        grid: native grid side (nodes per row at the training resolution); sizes the relative-position
+            table, which is resized bicubically for other grids.
+        relative_pos: add the (frozen) relative-position bias to the KNN distances (Pyramid ViG).
+        drop_path: stochastic depth rate.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            k: int = 9,
+            dilation: int = 1,
+            reduction: int = 1,
+            stochastic: bool = False,
+            epsilon: float = 0.0,
+            grid: int = 14,
+            relative_pos: bool = False,
+            drop_path: float = 0.0,
+            act_layer: Type[nn.Module] = nn.GELU,
+    ):
+        super().__init__()
+        self.grid = grid
+        self.reduction = reduction
+        self.fc1 = nn.Sequential(nn.Conv2d(dim, dim, 1), nn.BatchNorm2d(dim))
+        self.graph_conv = DynamicGraphConv(
+            dim, dim * 2, k=k, dilation=dilation, reduction=reduction, stochastic=stochastic, epsilon=epsilon,
+            act_layer=act_layer)
+        self.fc2 = nn.Sequential(nn.Conv2d(dim * 2, dim, 1), nn.BatchNorm2d(dim))
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        if relative_pos:
+            # a frozen nn.Parameter, as in the official code (it is in the checkpoints and the parameter count)
+            self.relative_pos = nn.Parameter(sincos_relative_position_bias(dim, grid, reduction), requires_grad=False)
+        else:
+            self.relative_pos = None
+
+    def position_bias(self, size: Tuple[int, int]) -> Optional[torch.Tensor]:
+        """The relative-position bias for a (H, W) node grid, resized from the native grid if needed."""
+        if self.relative_pos is None:
+            return None
+        r = self.reduction
+        src_key = (self.grid // r, self.grid // r)
+        return resize_relative_position_bias(
+            self.relative_pos, (self.grid, self.grid), src_key, size, (size[0] // r, size[1] // r))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.fc1(x)
+        x = self.graph_conv(x, self.position_bias(x.shape[-2:]))
+        x = self.fc2(x)
+        return self.drop_path(x) + shortcut
