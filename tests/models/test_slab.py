@@ -219,3 +219,20 @@ def test_unused_official_parameters_are_frozen():
     model = timm.create_model('slab_deit_t')
     assert not model.cls_token.requires_grad
     assert model.cls_token.numel() == 192
+
+
+def test_training_engine_hook_drives_the_norm_blend():
+    """zoo.train calls on_train_step(step, total) every step; the PRepBN blend must follow that step."""
+    from zoo.layers.prepbn import PRepBN
+    from zoo.train.hooks import call_step_hooks, collect_step_hooks
+
+    model = timm.create_model('slab_deit_t')
+    hooks = collect_step_hooks(model)
+    assert len(hooks) == 1  # the model's own hook, not one per norm layer
+    norms = [m for m in model.modules() if isinstance(m, PRepBN)]
+    blend = int(norms[0].total_step)
+    start = norms[0].warmup_steps
+    call_step_hooks(hooks, start + blend // 2, blend)
+    assert all(m.ln_weight == pytest.approx(m.r0 / 2, rel=1e-3) for m in norms)  # half-way through the blend
+    call_step_hooks(hooks, start + blend, blend)
+    assert all(not m.ln_weight for m in norms)  # RepBN alone once the blend is over

@@ -65,6 +65,10 @@ class SlabMixin:
         """Set the LayerNorm-to-RepBN blend of every PRepBN to global training step ``step``."""
         set_norm_progress(self, step)
 
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        """Per-step hook of the training engine (``zoo.train.hooks``): the blend follows the global step."""
+        self.set_norm_progress(step)
+
     @torch.no_grad()
     def fuse(self) -> 'SlabMixin':
         """Deploy form, in place (eval mode): every RepBN folded into its neighbouring linear layer or
