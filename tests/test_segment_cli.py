@@ -8,10 +8,13 @@ from PIL import Image
 from zoo import segment
 
 
-def test_palette_colours_are_distinct():
-    colours = segment.class_palette(150)
-    assert colours.shape == (150, 3) and colours.dtype == np.uint8
-    assert len({tuple(c) for c in colours}) == 150
+def test_palettes():
+    ade = segment.class_palette(150)
+    assert ade.shape == (150, 3) and ade.dtype == np.uint8
+    assert ade[:3].tolist() == [[120, 120, 120], [180, 120, 120], [6, 230, 230]]  # wall, building, sky
+    assert ade[-1].tolist() == [92, 0, 255]
+    other = segment.class_palette(300)
+    assert len({tuple(c) for c in other}) == 300
 
 
 def test_writes_an_overlay_at_the_image_size(tmp_path, capsys):

@@ -2,6 +2,8 @@
 
     python -m zoo.segment --model cgrseg_t --checkpoint cgrseg_t_ade20k.pth image.jpg [--out mask.png]
 
+With 150 classes the colours are the ADE20K palette.
+
 For people who would rather look than read: the image is resized so its short side is ``--short-side``
 (both sides rounded to the model's stride), segmented, and the per-class colours are blended over the
 original image at its own size.
@@ -21,12 +23,35 @@ from timm.models import get_pretrained_cfg
 
 from .registry import create_model, model_info
 
-__all__ = ['class_palette', 'segment_image', 'overlay_mask', 'main']
+__all__ = ['ADE20K_PALETTE', 'class_palette', 'segment_image', 'overlay_mask', 'main']
+
+#: The ADE20K class colours (the palette of the dataset's standard tools), as hex RGB, class 0 first.
+_ADE20K_HEX = (
+    '787878 b47878 06e6e6 503232 04c803 787850 8c8c8c cc05ff e6e6e6 04fa07',
+    'e005ff ebff07 96053d 787846 08ff33 ff0652 8fff8c ccff04 ff3307 cc4603',
+    '0066c8 3de6fa ff0633 0b66ff ff0747 ff09e0 0907e6 dcdcdc ff095c 7009ff',
+    '08ffd6 07ffe0 ffb806 0aff47 ff290a 07ffff e0ff08 6608ff ff3d06 ffc207',
+    'ff7a08 00ff14 ff0829 ff0599 0633ff eb0cff a09614 00a3ff 8c8c8c fa0a0f',
+    '14ff00 1fff00 ff1f00 ffe000 99ff00 0000ff ff4700 00ebff 00adff 1f00ff',
+    '0bc8c8 ff5200 00fff5 003dff 00ff70 00ff85 ff0000 ffa300 ff6600 c2ff00',
+    '008fff 33ff00 0052ff 00ff29 00ffad 0a00ff adff00 00ff99 ff5c00 ff00ff',
+    'ff00f5 ff0066 ffad00 ff0014 ffb8b8 001fff 00ff3d 0047ff ff00cc 00ffc2',
+    '00ff52 000aff 0070ff 3300ff 00c2ff 007aff 00ffa3 ff9900 00ff0a ff7000',
+    '8fff00 5200ff a3ff00 ffeb00 08b8aa 8500ff 00ff5c b800ff ff001f 00b8ff',
+    '00d6ff ff0070 5cff00 00e0ff 70e0ff 46b8a0 a300ff 9900ff 47ff00 ff00a3',
+    'ffcc00 ff008f 00ffeb 85ff00 ff00eb f500ff ff007a fff500 0abed4 d6ff00',
+    '00ccff 1400ff ffff00 0099ff 0029ff 00ffcc 2900ff 29ff00 ad00ff 00f5ff',
+    '4700ff 7a00ff 00ffb8 005cff b8ff00 0085ff ffd600 19c2c2 66ff00 5c00ff',
+)
+ADE20K_PALETTE = np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in ' '.join(_ADE20K_HEX).split()],
+                          dtype=np.uint8)
 
 
 def class_palette(num_classes: int) -> np.ndarray:
-    """(num_classes, 3) uint8 colours, distinct for neighbouring class ids (bit-interleaved colour map,
-    the scheme of the PASCAL VOC palette, extended to any number of classes)."""
+    """(num_classes, 3) uint8 colours: the ADE20K palette for 150 classes, otherwise a bit-interleaved
+    colour map (the scheme of the PASCAL VOC palette) with distinct colours for any number of classes."""
+    if num_classes == len(ADE20K_PALETTE):
+        return ADE20K_PALETTE.copy()
     ids = np.arange(num_classes)
     colours = np.zeros((num_classes, 3), dtype=np.int64)
     for bit in range(8):
