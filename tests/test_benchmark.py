@@ -48,3 +48,17 @@ def test_video_models_get_clips():
     assert benchmark.resolve_input_shape('squeezetime_k400') == (3, 16, 224, 224)
     assert benchmark.resolve_input_shape('squeezetime_k400', [112], num_frames=8) == (3, 8, 112, 112)
     assert benchmark.resolve_input_shape('torchvision:r2plus1d_18', num_frames=16) == (3, 16, 224, 224)
+
+
+def test_python_file_specs_compare_external_implementations(tmp_path, capsys):
+    """An implementation outside the project (e.g. official code) is measured side by side."""
+    (tmp_path / 'external.py').write_text(
+        'import torch\n\ndef tiny():\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())\n')
+    spec = f'python:{tmp_path / "external.py"}:tiny'
+    results = benchmark.main(['--model', 'ghostnet_050', '--compare', spec, '--batch-size', '1',
+                              '--img-size', '32', '--warmup', '0', '--iters', '1', '--no-isolate'])
+    assert results[1]['model'] == spec and results[1]['params'] == 3 * 4 * 9 + 4
+    with pytest.raises(ValueError, match='no function'):
+        benchmark.build_model(f'python:{tmp_path / "external.py"}:missing')
+    with pytest.raises(ValueError, match='FILE.py:FUNCTION'):
+        benchmark.validate_spec('python:nothing')

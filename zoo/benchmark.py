@@ -8,14 +8,19 @@ peak memory), with warm-up iterations and the median of repeated timings.
     python -m zoo.benchmark --model ghostnetv3_100 --compare ghostnetv3_100:deploy --batch-size 8
     python -m zoo.benchmark --model squeezetime_k400 --compare torchvision:r2plus1d_18 --json out.json
 
-A model spec is a timm / zoo name, or ``torchvision:NAME``; a ``:deploy`` suffix re-parameterizes the
-model (timm's ``reparameterize_model``) before measuring it.
+A model spec is a timm / zoo name, ``torchvision:NAME``, or ``python:FILE.py:FUNCTION`` (a function in a
+file of yours that returns a model, e.g. a wrapper around an official implementation checked out
+elsewhere, to compare against it side by side); a ``:deploy`` suffix re-parameterizes the model (timm's
+``reparameterize_model``) before measuring it.
+
+    python -m zoo.benchmark --model vig_s_224_gelu --compare python:/tmp/official_vig.py:vig_s
 """
 from __future__ import annotations
 
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import sys
@@ -51,10 +56,11 @@ def count_params(model: nn.Module) -> int:
 
 
 def _parse_spec(spec: str) -> tuple[str, str, bool]:
-    """``[torchvision:]name[:deploy]`` -> (source, name, deploy)."""
+    """``[torchvision:|python:]name[:deploy]`` -> (source, name, deploy)."""
     source = 'timm'
-    if spec.startswith('torchvision:'):
-        source, spec = 'torchvision', spec[len('torchvision:'):]
+    for prefix in ('torchvision', 'python'):
+        if spec.startswith(prefix + ':'):
+            source, spec = prefix, spec[len(prefix) + 1:]
     deploy = spec.endswith(':deploy')
     if deploy:
         spec = spec[:-len(':deploy')]
@@ -68,10 +74,36 @@ def validate_spec(spec: str) -> None:
     import zoo  # noqa: F401  (registers zoo models with timm)
 
     source, name, _ = _parse_spec(spec)
+    if source == 'python':
+        path, _, function = name.rpartition(':')
+        if not path.endswith('.py') or not function:
+            raise ValueError(f'a python spec is python:FILE.py:FUNCTION, got {spec!r}')
+        if not os.path.isfile(path):
+            raise ValueError(f'no file {path!r} for spec {spec!r}')
+        return
     known = timm.list_models() if source == 'timm' else __import__('torchvision').models.list_models()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=5)
         raise ValueError(f'unknown {source} model {name!r}' + (f'; did you mean {", ".join(close)}?' if close else ''))
+
+
+def _build_from_file(path: str, function: str) -> nn.Module:
+    """Call ``function()`` from the Python file ``path`` (its folder is importable while it loads)."""
+    import importlib.util
+
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)
+    try:
+        module_name = f'_zoo_benchmark_{os.path.splitext(os.path.basename(path))[0]}'
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    if not callable(getattr(module, function, None)):
+        raise ValueError(f'{path} has no function {function!r}')
+    return getattr(module, function)()
 
 
 def build_model(spec: str) -> nn.Module:
@@ -83,6 +115,8 @@ def build_model(spec: str) -> nn.Module:
     if source == 'torchvision':
         import torchvision
         model = torchvision.models.get_model(name)
+    elif source == 'python':
+        model = _build_from_file(*name.rsplit(':', 1))
     else:
         model = timm.create_model(name)
     if deploy:
