@@ -67,7 +67,7 @@ def segment_image(model: torch.nn.Module, image: Image.Image, short_side: int = 
     scale = short_side / min(w0, h0)
     h, w = (max(divisor, round(s * scale / divisor) * divisor) for s in (h0, w0))
     cfg = model.pretrained_cfg
-    x = torch.from_numpy(np.asarray(image.convert('RGB').resize((w, h), Image.BILINEAR))).permute(2, 0, 1).float() / 255
+    x = torch.from_numpy(np.array(image.convert('RGB').resize((w, h), Image.BILINEAR))).permute(2, 0, 1).float() / 255
     x = (x - torch.tensor(cfg['mean']).view(3, 1, 1)) / torch.tensor(cfg['std']).view(3, 1, 1)
     logits = model.eval()(x.unsqueeze(0))
     logits = F.interpolate(logits, size=(h0, w0), mode='bilinear', align_corners=False)
