@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from fidelity import fixture_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record
+from fidelity import manifest_of, fixture_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record
 from zoo.benchmark import count_macs
 from zoo.models.hiremlp import gather_regions, scatter_regions
 
@@ -47,8 +47,7 @@ def test_param_count_and_layout_equal_official(name):
     with torch.device('meta'):
         model = timm.create_model(name)
     assert sum(p.numel() for p in model.parameters()) == fixture['param_count']
-    layout = [[k, list(v.shape), str(v.dtype).replace('torch.', '')] for k, v in model.state_dict().items()]
-    assert layout == fixture['state_dict']
+    assert manifest_of(model.state_dict()) == fixture['state_dict']
 
 
 @pytest.mark.parametrize('name', _marked(VARIANTS))
