@@ -5,6 +5,8 @@ at the model's small ``contract_input_size`` with batch 2.
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import timm
 import torch
@@ -137,6 +139,26 @@ def test_forward_intermediates(name, built):
     only = model.forward_intermediates(x, indices=1, intermediates_only=True)
     assert len(only) == 1
     torch.testing.assert_close(only[0], intermediates[-1])
+
+
+@torch.no_grad()
+def test_prune_to_early_stages(name, built):
+    """Keeping the first two stages (what ``features_only`` with early ``out_indices`` does) removes the
+    later ones and leaves the kept stages' outputs unchanged."""
+    model = built.eval()
+    assert hasattr(model, 'prune_intermediate_layers'), f'{name} has no prune_intermediate_layers'
+    x = _input(name)
+    expected = model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+    pruned = copy.deepcopy(model)
+    kept = pruned.prune_intermediate_layers([0, 1], prune_norm=True)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters()), \
+        f'{name}: pruning to the first two stages removed no parameters'
+    got = pruned.forward_intermediates(x, indices=kept, intermediates_only=True)
+    assert len(got) == 2
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    features = timm.create_model(name, features_only=True, out_indices=(0, 1)).eval()
+    assert [o.shape[1] for o in features(x)] == [fi['num_chs'] for fi in model.feature_info[:2]]
 
 
 @torch.no_grad()

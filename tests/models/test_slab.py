@@ -236,3 +236,37 @@ def test_training_engine_hook_drives_the_norm_blend():
     assert all(m.ln_weight == pytest.approx(m.r0 / 2, rel=1e-3) for m in norms)  # half-way through the blend
     call_step_hooks(hooks, start + blend, blend)
     assert all(not m.ln_weight for m in norms)  # RepBN alone once the blend is over
+
+
+class _CountOps(torch.overrides.TorchFunctionMode):
+    """Counts the torch functions and tensor methods a forward pass calls, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, '__name__', str(func))
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def _op_counts(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    with torch.no_grad(), _CountOps() as counter:
+        model(x)
+    return counter.calls
+
+
+@pytest.mark.parametrize('name', ['slab_deit_t', 'slab_pvt_v2_b0', 'slab_swin_t', 'slab_cswin_t', 'swin_t_prepbn'])
+def test_deploy_form_does_strictly_less_work(name):
+    """The speed claim, checked without timing: the deploy form runs no norm at all (every RepBN is folded
+    into a linear layer or convolution), the same matrix products, and fewer operations in total."""
+    x = torch.randn(1, 3, 64, 64)
+    model = timm.create_model(name).eval()
+    before = _op_counts(model, x)
+    after = _op_counts(model.fuse(), x)
+    assert not any(isinstance(m, (RepBN, PRepBN, nn.BatchNorm1d)) for m in model.modules())
+    assert before.get('batch_norm', 0) > 0 and after.get('batch_norm', 0) == 0
+    assert after.get('linear', 0) == before.get('linear', 0)
+    assert sum(after.values()) < sum(before.values()), (before, after)
+    assert count_macs(model, x) <= count_macs(timm.create_model(name).eval(), x)

@@ -92,6 +92,12 @@ class StagedHeadMixin(SlabMixin):
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    def _keep_stages(self, n: int) -> None:
+        """After pruning: the first ``n`` stages remain, and the head pools the last of them."""
+        self.num_stages = n
+        self.feature_info = self.feature_info[:n]
+        self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.head_drop(x.mean(dim=(2, 3)))
         return x if pre_logits else self.head(x)
@@ -145,7 +151,8 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         x = self.proj(x)
         hw = (x.shape[2], x.shape[3])
-        return self.norm(x.flatten(2).transpose(1, 2)), hw
+        # contiguous: a transposed view would make every later residual add and linear strided (slower)
+        return self.norm(x.flatten(2).transpose(1, 2).contiguous()), hw
 
     def reparameterize(self) -> None:
         if _is_rep(self.norm):
@@ -168,7 +175,7 @@ class ConvMlp(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         x = self.fc1(x)
         B, N, C = x.shape
-        x = self.dwconv.dwconv(x.transpose(1, 2).reshape(B, C, hw[0], hw[1])).flatten(2).transpose(1, 2)
+        x = self.dwconv.dwconv(x.transpose(1, 2).reshape(B, C, hw[0], hw[1])).flatten(2).transpose(1, 2).contiguous()
         return self.drop(self.fc2(self.drop(self.act(x))))
 
 
@@ -562,8 +569,11 @@ class SlabPyramidTransformer(StagedHeadMixin, nn.Module):
     def prune_intermediate_layers(self, indices: Union[int, list[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
         take, max_index = feature_take_indices(self.num_stages, indices)
-        if max_index + 1 < self.num_stages:
-            raise NotImplementedError('pruning whole stages changes the pooled features; use indices only')
+        for i in range(max_index + 1, self.num_stages):
+            for attr in ('patch_embed', 'pos_embed', 'pos_drop', 'block', 'norm'):
+                if hasattr(self, f'{attr}{i + 1}'):
+                    delattr(self, f'{attr}{i + 1}')
+        self._keep_stages(max_index + 1)
         if prune_head:
             self.reset_classifier(0)
         return take
@@ -812,8 +822,9 @@ class SlabSwinTransformer(NormedStagesMixin, nn.Module):
         take, max_index = feature_take_indices(self.num_stages, indices)
         self.layers = self.layers[:max_index + 1]
         self.layers[-1].downsample = None
-        if prune_norm:
+        if prune_norm or max_index + 1 < self.num_stages:  # the final norm has the last stage's width
             self.norm = nn.Identity()
+        self._keep_stages(max_index + 1)
         if prune_head:
             self.reset_classifier(0)
         return take
@@ -950,7 +961,7 @@ class MergeBlock(nn.Module):
         self.norm = norm_layer(dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+        return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous())
 
     def reparameterize(self) -> None:
         if _is_rep(self.norm):
@@ -959,10 +970,10 @@ class MergeBlock(nn.Module):
 
 
 class TokensLast(nn.Module):
-    """(B, C, H, W) -> (B, H, W, C)."""
+    """(B, C, H, W) -> (B, H, W, C), contiguous so the token stream's linears run on dense rows."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1)
+        return x.permute(0, 2, 3, 1).contiguous()
 
 
 class ConvStem(nn.Sequential):
@@ -1040,10 +1051,12 @@ class SlabCSWinTransformer(NormedStagesMixin, nn.Module):
     def prune_intermediate_layers(self, indices: Union[int, list[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
         take, max_index = feature_take_indices(self.num_stages, indices)
-        if max_index + 1 < self.num_stages:
-            raise NotImplementedError('pruning whole stages is not supported; use indices only')
-        if prune_norm:
+        for i in range(max_index + 1, self.num_stages):
+            delattr(self, f'merge{i}')
+            delattr(self, f'stage{i + 1}')
+        if prune_norm or max_index + 1 < self.num_stages:  # the final norm has the last stage's width
             self.norm = nn.Identity()
+        self._keep_stages(max_index + 1)
         if prune_head:
             self.reset_classifier(0)
         return take
