@@ -1,4 +1,5 @@
-"""zoo's training engine: supervised training and distillation (KD, OFA-KD, the GhostNetV3 recipe).
+"""zoo's training engine: supervised training and distillation (KD, OFA-KD, the GhostNetV3 recipe), FastMIM
+masked-image pre-training and GPT4Image text-embedding alignment (``--paradigm``).
 
 ``python train.py`` (the command line over :func:`main`) with no arguments trains a GhostNet on scikit-learn's
 digits. Recipes live in ``configs/train/*.yaml``; every option of :class:`TrainConfig` is a flag.

@@ -99,6 +99,26 @@ class TrainConfig:
     ofa_eps: list[float] = field(default_factory=lambda: [1.])  # one per stage plus one for the logits, or one
     ofa_temperature: float = 1.
     ofa_loss_weight: float = 1.
+    # training paradigm: 'supervised' (with or without distillation), 'fastmim' (masked image modelling
+    # pre-training, no labels used), 'gpt4image' (classification plus alignment with text embeddings)
+    paradigm: str = 'supervised'
+    # FastMIM
+    mim_mask_ratio: float = 0.75
+    mim_mask_patch: int = 0  # side of a mask square in pixels; 0: the backbone's largest stride
+    mim_target: str = 'hog'  # 'hog' (histograms of oriented gradients) or 'pixel'
+    mim_hog_bins: int = 9
+    mim_hog_cell: int = 8  # HOG cell side in pixels (must divide the backbone's largest stride)
+    mim_norm_target: bool = True  # L2-normalise HOG cells / standardise pixel patches
+    mim_decoder_dim: int = 0  # 0: sized to the backbone
+    mim_decoder_depth: int = 1
+    mim_sizes: list[int] = field(default_factory=list)  # FastMIM-P input sizes (<= img_size); empty: img_size
+    mim_size_epochs: list[int] = field(default_factory=list)  # the epoch each of mim_sizes starts at (first 0)
+    # GPT4Image
+    text_embeddings: str = ''  # .safetensors / .npz from python -m zoo.train.embed_descriptions
+    text_dim: int = 0  # expected embedding width (0: the file's)
+    align_loss: str = 'contrastive'  # 'contrastive' (symmetric InfoNCE in the batch) or 'cosine'
+    align_loss_weight: float = 1.
+    align_temperature: float = 0.07
     # end of training
     reparameterize: bool = False  # fuse to the deploy form at the end and save model_deploy.pth
     # run control
@@ -118,7 +138,9 @@ class TrainConfig:
 def run_identity(cfg: TrainConfig | dict) -> dict[str, Any]:
     """The fields that make two configurations the same run (what --resume must match)."""
     d = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
-    return {k: d.get(k) for k in ('model', 'dataset', 'data_dir', 'num_classes', 'distill', 'teacher', 'img_size')}
+    identity = {k: d.get(k) for k in ('model', 'dataset', 'data_dir', 'num_classes', 'distill', 'teacher', 'img_size')}
+    identity['paradigm'] = d.get('paradigm', 'supervised')  # runs written before paradigms were supervised
+    return identity
 
 
 def _field_types() -> dict[str, Any]:
@@ -233,3 +255,46 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.distill == 'ofa' and len(cfg.ofa_eps) not in (1, len(cfg.ofa_stages) + 1):
         raise ConfigError(f'ofa_eps takes one value or one per stage plus one for the logits '
                           f'({len(cfg.ofa_stages) + 1}); got {len(cfg.ofa_eps)}')
+    if cfg.paradigm not in ('supervised', 'fastmim', 'gpt4image'):
+        raise ConfigError(f"paradigm must be one of supervised, fastmim, gpt4image; got {cfg.paradigm!r}")
+    if cfg.paradigm == 'fastmim':
+        _validate_fastmim(cfg)
+    if cfg.paradigm == 'gpt4image':
+        _validate_gpt4image(cfg)
+
+
+def _validate_fastmim(cfg: TrainConfig) -> None:
+    unsupported = [name for name, on in (
+        (f'--distill {cfg.distill}', cfg.distill != 'none'), ('--mixup / --cutmix', cfg.mixup > 0 or cfg.cutmix > 0),
+        ('--model-ema', cfg.model_ema), ('--reparameterize', cfg.reparameterize),
+        ('--evaluate', cfg.evaluate)) if on]
+    if unsupported:
+        raise ConfigError(f'FastMIM pre-training takes no {", ".join(unsupported)} (it learns without labels; '
+                          f'fine-tune the encoder with --initial-checkpoint, then evaluate that)')
+    if not 0. < cfg.mim_mask_ratio < 1.:
+        raise ConfigError(f'mim_mask_ratio must be between 0 and 1, got {cfg.mim_mask_ratio}')
+    if cfg.mim_target not in ('hog', 'pixel'):
+        raise ConfigError(f"mim_target must be 'hog' or 'pixel', got {cfg.mim_target!r}")
+    if cfg.mim_hog_bins < 1 or cfg.mim_hog_cell < 1 or cfg.mim_mask_patch < 0 or cfg.mim_decoder_depth < 0:
+        raise ConfigError('mim_hog_bins and mim_hog_cell must be >= 1; mim_mask_patch and mim_decoder_depth >= 0')
+    if len(cfg.mim_sizes) != len(cfg.mim_size_epochs):
+        raise ConfigError(f'mim_sizes ({cfg.mim_sizes}) and mim_size_epochs ({cfg.mim_size_epochs}) need one '
+                          f'start epoch per size')
+    if cfg.mim_sizes:
+        if cfg.mim_size_epochs[0] != 0 or sorted(set(cfg.mim_size_epochs)) != list(cfg.mim_size_epochs):
+            raise ConfigError(f'mim_size_epochs must start at 0 and increase, got {cfg.mim_size_epochs}')
+        if max(cfg.mim_sizes) > cfg.img_size or min(cfg.mim_sizes) < 1:
+            raise ConfigError(f'mim_sizes {cfg.mim_sizes} must lie within 1..img_size ({cfg.img_size}): the loader '
+                              f'delivers img_size images and each epoch resizes them down on the device')
+
+
+def _validate_gpt4image(cfg: TrainConfig) -> None:
+    if cfg.distill == 'ofa':
+        raise ConfigError('gpt4image combines with --distill kd or soft_ce, not ofa')
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        raise ConfigError('gpt4image pairs each image with its own description; mixup / cutmix would blend '
+                          'images but not their descriptions: set --mixup 0 --cutmix 0')
+    if cfg.align_loss not in ('contrastive', 'cosine'):
+        raise ConfigError(f"align_loss must be 'contrastive' or 'cosine', got {cfg.align_loss!r}")
+    if cfg.align_loss_weight < 0 or cfg.align_temperature <= 0 or cfg.text_dim < 0:
+        raise ConfigError('align_loss_weight and text_dim must be >= 0 and align_temperature > 0')

@@ -47,6 +47,10 @@ class StudentNet(nn.Module):
             raise ConfigError(str(e)) from e
         return cls(student, branches)
 
+    def aux_modules(self) -> dict[str, nn.Module]:
+        """The OFA branches (saved beside the student's weights for --resume)."""
+        return {'branches': self.branches} if self.branches is not None else {}
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if self.branches is None:
             return self.student(x), []

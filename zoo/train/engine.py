@@ -1,4 +1,9 @@
-"""One training epoch and one validation pass (progress bar, AMP, accumulation, clipping, EMA, step hooks)."""
+"""One training epoch and one validation pass (progress bar, AMP, accumulation, clipping, EMA, step hooks).
+
+The network gives ``(logits or None, aux)`` and the objective turns ``(logits, aux, target, teacher logits,
+*extra)`` into named loss terms, where ``extra`` are the batch's items after (image, target) (e.g. text
+embeddings); see :mod:`zoo.train.paradigm`.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -13,12 +18,12 @@ from timm.utils import dispatch_clip_grad
 from tqdm import tqdm
 
 from .checkpoint import unwrap_model
-from .distill import Objective, teacher_logits_for
+from .distill import teacher_logits_for
 from .distributed import all_reduce_sum
 from .hooks import StepHook, call_step_hooks
 from .metrics import AverageMeter, accuracy
 
-__all__ = ['StepState', 'train_one_epoch', 'validate']
+__all__ = ['StepState', 'train_one_epoch', 'validate', 'validate_losses']
 
 
 @dataclass
@@ -32,22 +37,24 @@ class StepState:
 
 
 def train_one_epoch(
-        net: nn.Module, loader, optimizer, scheduler, objective: Objective, state: StepState, *,
+        net: nn.Module, loader, optimizer, scheduler, objective: Callable[..., dict], state: StepState, *,
         device: torch.device, autocast: Callable[[], Any], scaler=None, ema=None, teacher: Optional[nn.Module] = None,
         teacher_img_size: Optional[int] = None, mixup_fn=None, clip_grad: Optional[float] = None,
         clip_mode: str = 'norm', accum_steps: int = 1, channels_last: bool = False, max_steps: int = 0,
         hooks: tuple[StepHook, ...] = (), progress: bool = True, desc: str = '') -> dict[str, float]:
-    """Train for one epoch; returns the mean of every loss term, the total loss and the train top-1 (%)."""
+    """Train for one epoch; returns the mean of every loss term, the total loss and (when the network gives
+    logits) the train top-1 (%)."""
     net.train()
     num_batches = len(loader) if not max_steps else min(len(loader), max_steps * accum_steps)
     meters: dict[str, AverageMeter] = {}
-    correct = seen = 0
+    correct = classified = seen = 0
     bar = tqdm(total=num_batches, desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
     optimizer.zero_grad(set_to_none=True)
-    for i, (x, target) in enumerate(loader):
+    for i, (x, target, *extra) in enumerate(loader):
         if i >= num_batches:
             break
         x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        extra = [e.to(device, non_blocking=True) for e in extra]
         hard_target = target
         if mixup_fn is not None:
             x, target = mixup_fn(x, target)
@@ -59,8 +66,8 @@ def train_one_epoch(
         with sync:
             with autocast():
                 t_logits = teacher_logits_for(teacher, x, teacher_img_size) if teacher is not None else None
-                logits, branch_logits = net(x)
-                losses = objective(logits, branch_logits, target, t_logits)
+                logits, aux = net(x)
+                losses = objective(logits, aux, target, t_logits, *extra)
                 loss = sum(losses.values())
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f'loss is {loss.item()} at step {state.step}; lower --lr or check the data')
@@ -89,16 +96,20 @@ def train_one_epoch(
         for k, v in losses.items():
             meters.setdefault(k, AverageMeter()).update(v.item(), n)
         meters.setdefault('loss', AverageMeter()).update(loss.item(), n)
-        correct += int((logits.detach().argmax(-1) == hard_target).sum())
+        if logits is not None:
+            correct += int((logits.detach().argmax(-1) == hard_target).sum())
+            classified += n
         seen += n
         bar.set_postfix(loss=f"{meters['loss'].avg:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
         bar.update(1)
     bar.close()
-    totals = all_reduce_sum(torch.tensor([correct, seen] + [m.sum for m in meters.values()], dtype=torch.float64))
-    seen_all = max(float(totals[1]), 1.)
+    totals = all_reduce_sum(torch.tensor([correct, classified, seen] + [m.sum for m in meters.values()],
+                                         dtype=torch.float64))
+    seen_all = max(float(totals[2]), 1.)
     out = {f'train_{k}' if k == 'loss' else f'train_loss_{k}': float(s) / seen_all
-           for k, s in zip(meters, totals[2:].tolist())}
-    out['train_top1'] = 100. * float(totals[0]) / seen_all
+           for k, s in zip(meters, totals[3:].tolist())}
+    if totals[1] > 0:
+        out['train_top1'] = 100. * float(totals[0]) / float(totals[1])
     return out
 
 
@@ -124,3 +135,31 @@ def validate(model: nn.Module, loader, *, device: torch.device, autocast: Callab
     n = max(float(totals[1]), 1.)
     return {'val_loss': float(totals[0]) / n, 'val_top1': 100. * float(totals[2]) / n,
             'val_top5': 100. * float(totals[3]) / n}
+
+
+@torch.no_grad()
+def validate_losses(net: nn.Module, objective: Callable[..., dict], loader, *, device: torch.device,
+                    autocast: Callable[[], Any], channels_last: bool = False, seed: int = 0) -> dict[str, float]:
+    """Mean loss terms of ``objective`` over the held-out split, for networks without a classifier to score
+    (FastMIM). The random generators are seeded for the pass and restored after, so every epoch draws the
+    same masks and the numbers are comparable across epochs."""
+    net.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    devices = [device] if device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for x, target, *extra in loader:
+            x, target = x.to(device), target.to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                logits, aux = net(x)
+                losses = objective(logits, aux, target, None, *[e.to(device) for e in extra])
+            n = x.shape[0]
+            for k, v in {'loss': sum(losses.values()), **{f'loss_{k}': v for k, v in losses.items()}}.items():
+                sums[k] = sums.get(k, 0.) + float(v) * n
+            count += n
+    totals = all_reduce_sum(torch.tensor([count] + list(sums.values()), dtype=torch.float64))
+    n = max(float(totals[0]), 1.)
+    return {f'val_{k}': float(s) / n for k, s in zip(sums, totals[1:].tolist())}

@@ -26,7 +26,8 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | Path, title: str
         if any(key in r for r in history):
             ax_acc.plot(epochs, [r.get(key) for r in history], marker='o', label=label)
     ax_acc.set(xlabel='epoch', ylabel='accuracy (%)', title='accuracy', ylim=(0, 100))
-    ax_acc.legend()
+    if ax_acc.lines:  # pre-training (FastMIM) scores no accuracy
+        ax_acc.legend()
     if title:
         fig.suptitle(title)
     tmp = path.with_name(f'.{path.stem}.tmp.png')

@@ -24,15 +24,15 @@ from timm.utils import ModelEmaV3, random_seed
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .config import ConfigError, TrainConfig, parse_config
 from .data import DataError, build_datasets, build_loaders
-from .distill import Objective, StudentNet
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed
-from .engine import StepState, train_one_epoch, validate
+from .engine import StepState, train_one_epoch, validate, validate_losses
 from .hooks import StepHook, collect_step_hooks
-from .losses import build_criterion
 from .metrics import write_metrics
 from .models import create_student, create_teacher, read_state_dict
+from .paradigm import build_net, build_objective
 from .plotting import plot_history
 from .rundir import prepare_output, resolve_output, write_config
+from .text_align import attach_text_embeddings
 
 __all__ = ['train', 'evaluate', 'main']
 
@@ -116,22 +116,27 @@ def train(cfg: TrainConfig, step_hooks: Iterable[StepHook] = ()) -> dict[str, An
         cleanup_distributed()
 
 
-def _prepare(cfg: TrainConfig, info: DistInfo):
+def _prepare(cfg: TrainConfig, info: DistInfo, text_embeddings: bool = False):
+    """Device, data, model and loaders; with ``text_embeddings``, training batches carry each image's text
+    embedding (GPT4Image), checked against the training split here, before any step."""
     device = _device(cfg, info)
     random_seed(cfg.seed, info.rank)
     data = build_datasets(cfg)
+    text_dim = 0
+    if text_embeddings:
+        data, text_dim = attach_text_embeddings(cfg, data)
     num_classes = cfg.num_classes or len(data.classes)
     if num_classes != len(data.classes):
         raise ConfigError(f'--num-classes {num_classes} differs from the {len(data.classes)} classes of the data')
     student = create_student(cfg, num_classes)
     train_loader, val_loader, data_config = build_loaders(cfg, data, student, info.rank, info.world_size)
-    return device, data, num_classes, student, train_loader, val_loader
+    return device, data, num_classes, student, train_loader, val_loader, text_dim
 
 
 def evaluate(cfg: TrainConfig, info: Optional[DistInfo] = None) -> dict[str, Any]:
     """Validation only: the student from ``cfg.checkpoint`` (or <output>/last.pth) on the held-out split."""
     info = info or DistInfo()
-    device, data, num_classes, student, _, val_loader = _prepare(cfg, info)
+    device, data, num_classes, student, _, val_loader, _ = _prepare(cfg, info)
     path = Path(cfg.checkpoint) if cfg.checkpoint else _shared_output(cfg, info) / 'last.pth'
     sd = read_state_dict(path)
     try:
@@ -150,9 +155,11 @@ def evaluate(cfg: TrainConfig, info: Optional[DistInfo] = None) -> dict[str, Any
 
 def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) -> dict[str, Any]:
     out = _shared_output(cfg, info)
-    device, data, num_classes, student, train_loader, val_loader = _prepare(cfg, info)
+    device, data, num_classes, student, train_loader, val_loader, text_dim = _prepare(
+        cfg, info, text_embeddings=cfg.paradigm == 'gpt4image')
     teacher = create_teacher(cfg, num_classes).to(device) if cfg.distill != 'none' else None
-    net = StudentNet.build(cfg, student, teacher, num_classes).to(device)
+    net = build_net(cfg, student, teacher, num_classes, text_dim).to(device)
+    aux = net.aux_modules()  # trainable parts beside the student: saved apart from its weights
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
         if teacher is not None:
@@ -173,8 +180,14 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
     if cfg.resume:
         ckpt = load_checkpoint(out / 'last.pth')
         net.student.load_state_dict(ckpt['model'])
-        if net.branches is not None:
-            net.branches.load_state_dict(ckpt['branches'])
+        for key, module in aux.items():
+            if key not in ckpt:
+                raise ConfigError(f'{out / "last.pth"} holds no {key!r} to resume ({cfg.paradigm} run); '
+                                  f'start over with --overwrite')
+            try:
+                module.load_state_dict(ckpt[key])
+            except RuntimeError as e:
+                raise ConfigError(f'the saved {key!r} of {out / "last.pth"} does not fit this run: {e}') from e
         optimizer.load_state_dict(ckpt['optimizer'])
         if ckpt['config'].get('epochs') == cfg.epochs:  # an extended run keeps its new schedule
             scheduler.load_state_dict(ckpt['scheduler'])
@@ -192,22 +205,24 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
     hooks = tuple(collect_step_hooks(net)) + extra_hooks
     train_net: nn.Module = net
     if info.distributed:
-        train_net = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == 'cuda' else None)
+        train_net = nn.parallel.DistributedDataParallel(  # MIM leaves the classifier head unused
+            net, device_ids=[device.index] if device.type == 'cuda' else None,
+            find_unused_parameters=cfg.paradigm == 'fastmim')
     if cfg.compile:
         train_net = torch.compile(train_net)
     mixup_fn = None
     if cfg.mixup > 0 or cfg.cutmix > 0:
         mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
                          switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing, num_classes=num_classes)
-    objective = Objective(cfg, build_criterion(mixup_fn is not None, cfg.smoothing))
+    objective = build_objective(cfg, mixup_fn is not None)
     autocast = _autocast(cfg, device)
     teacher_size = cfg.teacher_img_size
 
     _log(info, f'{cfg.model} ({sum(p.numel() for p in student.parameters()) / 1e6:.2f}M params) on {data.description}; '
                f'{cfg.epochs} epochs x {updates_per_epoch} steps on {device}'
                f'{f" x {info.world_size} processes" if info.distributed else ""}'
-               f'{f"; {cfg.distill} from {cfg.teacher}" if teacher is not None else ""}; run folder {out}')
+               f'{f"; {cfg.distill} from {cfg.teacher}" if teacher is not None else ""}'
+               f'{f"; {cfg.paradigm}" if cfg.paradigm != "supervised" else ""}; run folder {out}')
     start = time.time()
     for epoch in range(state.epoch, cfg.epochs):
         if hasattr(train_loader.sampler, 'set_epoch'):
@@ -221,15 +236,20 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
             channels_last=cfg.channels_last, max_steps=cfg.max_steps_per_epoch, hooks=hooks,
             progress=cfg.progress and info.is_main, desc=f'epoch {epoch + 1}/{cfg.epochs}'))
         scheduler.step(epoch + 1)
-        row.update(validate(student, val_loader, device=device, autocast=autocast, channels_last=cfg.channels_last))
+        if cfg.paradigm == 'fastmim':  # no classifier to score: the masked-reconstruction loss, same masks
+            row.update(validate_losses(net, objective, val_loader, device=device, autocast=autocast,
+                                       channels_last=cfg.channels_last))
+        else:
+            row.update(validate(student, val_loader, device=device, autocast=autocast,
+                                channels_last=cfg.channels_last))
         if ema is not None:
             ema_m = validate(ema.module, val_loader, device=device, autocast=autocast, channels_last=cfg.channels_last)
             row.update({f'val_ema_{k[4:]}': v for k, v in ema_m.items()})
         row.update(lr=optimizer.param_groups[0]['lr'], step=state.step, epoch_time_s=time.time() - t0)
         state.epoch = epoch + 1
         state.history.append(row)
-        is_best = row['val_top1'] > state.best_top1
-        state.best_top1 = max(state.best_top1, row['val_top1'])
+        is_best = 'val_top1' in row and row['val_top1'] > state.best_top1
+        state.best_top1 = max(state.best_top1, row.get('val_top1', -1.))
         rngs = _gather_rng(info)
         if info.is_main:
             ckpt = {
@@ -238,8 +258,8 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
                 'best_top1': state.best_top1, 'history': state.history, 'config': cfg.to_dict(), 'rng': rngs,
                 'classes': data.classes,
             }
-            if net.branches is not None:
-                ckpt['branches'] = net.branches.state_dict()
+            for key, module in aux.items():
+                ckpt[key] = module.state_dict()
             if ema is not None:
                 ckpt['ema'] = ema.module.state_dict()
             if scaler is not None:
@@ -251,14 +271,15 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
             write_metrics(state.history, out)
             plot_history(state.history, out / 'curves.png', title=f'{cfg.model} on {cfg.dataset}')
             ema_note = f', EMA {row["val_ema_top1"]:.2f}%' if ema is not None else ''
+            top1_note = f', top-1 {row["val_top1"]:.2f}%' if 'val_top1' in row else ''
             print(f'epoch {epoch + 1}/{cfg.epochs}: train loss {row["train_loss"]:.4f} | held-out loss '
-                  f'{row["val_loss"]:.4f}, top-1 {row["val_top1"]:.2f}%{ema_note} | {row["epoch_time_s"]:.1f}s',
-                  flush=True)
+                  f'{row["val_loss"]:.4f}{top1_note}{ema_note} | {row["epoch_time_s"]:.1f}s', flush=True)
         barrier()
 
     summary: dict[str, Any] = {
         'output': str(out), 'model': cfg.model, 'epochs': state.epoch, 'steps': state.step,
-        'final_top1': state.history[-1]['val_top1'] if state.history else None,
+        'final_top1': state.history[-1].get('val_top1') if state.history else None,
+        'final_val_loss': state.history[-1]['val_loss'] if state.history else None,
         'best_top1': state.best_top1, 'train_time_s': time.time() - start,
     }
     if cfg.reparameterize:
@@ -297,11 +318,16 @@ def _save_deploy_form(cfg: TrainConfig, student: nn.Module, val_loader, device, 
 
 
 def _print_outputs(out: Path, summary: dict[str, Any]) -> None:
+    if summary['final_top1'] is None:  # pre-training: no classifier scored
+        result = f'held-out loss: {summary["final_val_loss"]:.4f}'
+        best = ''
+    else:
+        result = f'held-out top-1: {summary["final_top1"]:.2f}% (best {summary["best_top1"]:.2f}%)'
+        best = f' (best: {out / "best.pth"})'
     lines = [
-        f'\nheld-out top-1: {summary["final_top1"]:.2f}% (best {summary["best_top1"]:.2f}%) after '
-        f'{summary["epochs"]} epochs, {summary["train_time_s"]:.0f}s',
+        f'\n{result} after {summary["epochs"]} epochs, {summary["train_time_s"]:.0f}s',
         f'outputs in {out}/',
-        f'  checkpoint  {out / "last.pth"} (best: {out / "best.pth"})',
+        f'  checkpoint  {out / "last.pth"}{best}',
     ]
     if (out / 'model_deploy.pth').exists():
         lines.append(f'  deploy form {out / "model_deploy.pth"}')
