@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Install the OpenMMLab 3.x stack the downstream tests (tests/downstream/test_mm*.py) need into the
+# environment of PYTHON: mmcv 2.1.0 with its compiled CPU ops, mmengine, mmdet, mmsegmentation, mmaction2.
+#
+#   .ci/install_openmmlab.sh PYTHON
+#
+# No mmcv 2.1.0 wheel exists for current torch, and its sources do not build as they are: torch's headers
+# need C++20 where mmcv's setup.py asks for C++14/17. The wheel is therefore built once per torch and
+# Python version (about 30-45 min on 2 cores), with -std=c++20, setuptools<70 and no build isolation, and
+# cached outside the clone; later runs reuse it while it imports against the installed torch.
+# The build has CPU ops only (CUDA hidden during the build): enough for the tests. For GPU training use
+# OpenMMLab's prebuilt wheels (`mim install mmcv==2.1.0`, for the torch/CUDA pairs they publish) or build
+# with FORCE_CUDA=1 and a CUDA toolkit.
+set -euo pipefail
+
+py=${1:?usage: $0 PYTHON}
+MMCV=2.1.0
+PINS=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmaction2==1.2.0)
+
+torch_version=$("$py" -c 'import torch; print(torch.__version__.split("+")[0])')
+pyver=$("$py" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+cache=${ZOO_CI_CACHE:-$HOME/.cache/zoo-ci}
+wheels="$cache/wheels/mmcv-$MMCV-torch$torch_version-py$pyver"
+
+build_mmcv() {
+  local src site
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  # A side environment that sees PYTHON's packages (torch) through a .pth file, with its own build tools
+  # in front: setuptools<70 for mmcv's setup.py, without touching PYTHON's environment.
+  "$py" -m venv "$work/build-env"
+  site=$("$py" -c 'import site; print(site.getsitepackages()[0])')
+  echo "$site" > "$("$work/build-env/bin/python" -c 'import site; print(site.getsitepackages()[0])')/zz_target.pth"
+  "$work/build-env/bin/python" -m pip install -q 'setuptools<70' wheel ninja
+  "$work/build-env/bin/python" -m pip download -q --no-binary :all: --no-deps "mmcv==$MMCV" -d "$work"
+  tar -xzf "$work/mmcv-$MMCV.tar.gz" -C "$work"
+  src="$work/mmcv-$MMCV"
+  sed -i -E 's/-std=c\+\+1[47]/-std=c++20/g' "$src/setup.py"
+  mkdir -p "$wheels"
+  echo "install_openmmlab: building mmcv $MMCV for torch $torch_version (CPU ops; this takes a while)"
+  MMCV_WITH_OPS=1 FORCE_CUDA=0 CUDA_HOME= CUDA_VISIBLE_DEVICES= MAX_JOBS=${MAX_JOBS:-2} \
+    "$work/build-env/bin/python" -m pip wheel -q --no-build-isolation --no-deps "$src" -w "$wheels"
+}
+
+install_cached_mmcv() {
+  local wheel
+  wheel=$(ls "$wheels"/mmcv-"$MMCV"-*.whl 2>/dev/null | head -n1)
+  [ -n "$wheel" ] || return 1
+  "$py" -m pip install -q --force-reinstall --no-deps "$wheel"
+  "$py" -c 'import mmcv.ops' 2>/dev/null
+}
+
+# mmaction2 1.2.0's wheel (its latest release) lacks mmaction/models/localizers/drn, which mmaction.models
+# imports (open-mmlab/mmaction2#2714): write a placeholder module there; DRN itself stays unavailable.
+patch_mmaction_drn() {
+  local drn error
+  error=$("$py" -c 'import mmaction.models' 2>&1) && return 0
+  [[ $error == *"No module named 'mmaction.models.localizers.drn'"* ]] || return 0
+  drn="$("$py" -c 'import os, mmaction; print(os.path.dirname(mmaction.__file__))')/models/localizers/drn"
+  mkdir -p "$drn"
+  : > "$drn/__init__.py"
+  cat > "$drn/drn.py" <<'EOF'
+"""Placeholder written by zoo's .ci/install_openmmlab.sh: the mmaction2 1.2.0 wheel lacks this module
+(open-mmlab/mmaction2#2714), which mmaction.models imports. DRN is unavailable here."""
+
+
+class DRN:
+
+    def __init__(self, *args, **kwargs):
+        raise ImportError('the mmaction2 1.2.0 wheel lacks DRN (open-mmlab/mmaction2#2714); '
+                          'install mmaction2 from its git repository to use it')
+EOF
+  echo "install_openmmlab: patched the missing mmaction.models.localizers.drn (open-mmlab/mmaction2#2714)"
+}
+
+if ! "$py" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV'" 2>/dev/null; then
+  if ! install_cached_mmcv; then
+    echo "install_openmmlab: no usable cached mmcv wheel in $wheels"
+    rm -rf "$wheels"
+    build_mmcv
+    install_cached_mmcv || { echo "install_openmmlab: the built mmcv wheel does not import" >&2; exit 1; }
+  fi
+fi
+# mmcv's own runtime requirements, the pinned OpenMMLab packages and what they import without declaring it
+# (mmseg: ftfy, regex; mmaction2: importlib_metadata; mmengine: pkg_resources, gone from setuptools 82),
+# keeping the installed torch.
+"$py" -m pip install -q "mmcv==$MMCV" "${PINS[@]}" ftfy regex importlib_metadata 'setuptools<82' \
+  "torch==$("$py" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+patch_mmaction_drn
+"$py" -c "
+import mmcv.ops, mmdet.models, mmseg.models, mmaction.models
+print('install_openmmlab: mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__,
+      'mmaction', mmaction.__version__)"

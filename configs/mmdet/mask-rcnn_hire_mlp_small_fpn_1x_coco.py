@@ -1,0 +1,6 @@
+# Hire-MLP-Small (ImageNet 82.1) with Mask R-CNN, 1x schedule on COCO (Hire-MLP paper, CVPR 2022, COCO table).
+_base_ = './_base_/mask-rcnn_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(model_name='hire_mlp_small'),
+    neck=dict(in_channels=[64, 128, 320, 512]))
