@@ -18,6 +18,7 @@ MMCV=2.1.0
 PINS=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmaction2==1.2.0)
 
 torch_version=$("$py" -c 'import torch; print(torch.__version__.split("+")[0])')
+torch_dist=$("$py" -c 'import importlib.metadata as m; print(m.version("torch"))')  # pinned: pip must keep it
 pyver=$("$py" -c 'import sys; print("%d%d" % sys.version_info[:2])')
 cache=${ZOO_CI_CACHE:-$HOME/.cache/zoo-ci}
 wheels="$cache/wheels/mmcv-$MMCV-torch$torch_version-py$pyver"
@@ -46,8 +47,10 @@ install_cached_mmcv() {
   local wheel
   wheel=$(ls "$wheels"/mmcv-"$MMCV"-*.whl 2>/dev/null | head -n1)
   [ -n "$wheel" ] || return 1
+  # with mmcv's runtime requirements (mmengine, ...): the import check below needs them
   "$py" -m pip install -q --force-reinstall --no-deps "$wheel"
-  "$py" -c 'import mmcv.ops' 2>/dev/null
+  "$py" -m pip install -q "$wheel" mmengine==0.10.7 'setuptools<82' "torch==$torch_dist"
+  "$py" -c 'import mmcv.ops' || { echo "install_openmmlab: the cached $wheel does not import (above)"; return 1; }
 }
 
 # mmaction2 1.2.0's wheel (its latest release) lacks mmaction/models/localizers/drn, which mmaction.models
@@ -75,8 +78,8 @@ EOF
 
 if ! "$py" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV'" 2>/dev/null; then
   if ! install_cached_mmcv; then
-    echo "install_openmmlab: no usable cached mmcv wheel in $wheels"
-    rm -rf "$wheels"
+    echo "install_openmmlab: no usable cached mmcv wheel in $wheels; building one"
+    rm -f "$wheels"/mmcv-"$MMCV"-*.whl
     build_mmcv
     install_cached_mmcv || { echo "install_openmmlab: the built mmcv wheel does not import" >&2; exit 1; }
   fi
@@ -85,7 +88,7 @@ fi
 # (mmseg: ftfy, regex; mmaction2: importlib_metadata; mmengine: pkg_resources, gone from setuptools 82),
 # keeping the installed torch.
 "$py" -m pip install -q "mmcv==$MMCV" "${PINS[@]}" ftfy regex importlib_metadata 'setuptools<82' \
-  "torch==$("$py" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+  "torch==$torch_dist"
 patch_mmaction_drn
 "$py" -c "
 import mmcv.ops, mmdet.models, mmseg.models, mmaction.models
