@@ -37,5 +37,11 @@ def tinysam(pretrained: bool = False, **kwargs):
     return _zoo.create_sam('tinysam', pretrained=pretrained, **kwargs)
 
 
+def tinysam_w8a8(pretrained: bool = False, **kwargs):
+    """Q-TinySAM (W8A8 post-training quantized TinySAM, fake quantization); pretrained=True reads the official
+    tinysam_w8a8.pth without unpickling its code. checkpoint= also takes a zoo Q-TinySAM .safetensors file."""
+    return _zoo.create_sam('tinysam_w8a8', pretrained=pretrained, **kwargs)
+
+
 #: Entries beyond the registry's one-per-model (whole systems built from several registered parts).
-EXTRA_ENTRIES = ('tinysam',)
+EXTRA_ENTRIES = ('tinysam', 'tinysam_w8a8')

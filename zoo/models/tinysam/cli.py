@@ -2,6 +2,7 @@
 
     python -m zoo.models.tinysam --image IMG --point X,Y [--checkpoint tinysam_42.3.pth] [--out masks.png]
     python -m zoo.models.tinysam --image IMG --everything [--grid] [--checkpoint ...]
+    python -m zoo.models.tinysam --model tinysam_w8a8 --checkpoint tinysam_w8a8.pth --image IMG --point X,Y
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from .mask_generator import SamMaskGenerator
 from .predictor import SamPredictor
-from .sam import create_sam
+from .sam import SAM_MODELS, create_sam
 
 __all__ = ['main', 'overlay']
 
@@ -44,14 +45,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode.add_argument('--point', type=_point, action='append', help='foreground point X,Y (repeatable)')
     mode.add_argument('--everything', action='store_true', help='segment everything (hierarchical by default)')
     parser.add_argument('--grid', action='store_true', help='with --everything: decode the full grid instead')
-    parser.add_argument('--checkpoint', default=None, help='official tinysam_42.3.pth (default: download it)')
+    parser.add_argument('--model', default='tinysam', choices=sorted(SAM_MODELS),
+                        help='tinysam, or tinysam_w8a8 (Q-TinySAM, fake-quantized)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='official tinysam_42.3.pth / tinysam_w8a8.pth, or a zoo Q-TinySAM .safetensors '
+                             '(default: download the release)')
     parser.add_argument('--points-per-side', type=int, default=32)
     parser.add_argument('--out', default=None, help='output PNG (default: <image>_masks.png)')
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
     image = np.array(Image.open(args.image).convert('RGB'))
-    model = create_sam('tinysam', checkpoint=args.checkpoint, pretrained=args.checkpoint is None, device=args.device)
+    model = create_sam(args.model, checkpoint=args.checkpoint, pretrained=args.checkpoint is None, device=args.device)
     if args.everything:
         gen = SamMaskGenerator(model, points_per_side=args.points_per_side)
         anns = gen.generate(image) if args.grid else gen.hierarchical_generate(image)

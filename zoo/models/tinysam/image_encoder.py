@@ -79,6 +79,10 @@ class TinySamStage(nn.Module):
                     dim, num_heads, window_size=window_size, mlp_ratio=mlp_ratio, drop=drop,
                     drop_path=drop_path[i], local_conv_size=local_conv_size)
                 for i in range(depth)]
+            for block in blocks:
+                # explicit softmax(q k^T + bias) v, as the official code: with this additive bias, SDPA's CPU
+                # kernel spends extra passes checking for fully masked rows (~5% of the encoder's time)
+                block.attn.fused_attn = False
         self.blocks = nn.Sequential(*blocks)
         self.downsample = PatchMerging(dim, out_dim, merge_stride) if out_dim is not None else None
         self.grad_checkpointing = False

@@ -1,19 +1,25 @@
-"""The TinySAM model: image encoder + prompt encoder + mask decoder, and ``create_sam`` to build and load it."""
+"""The TinySAM model: image encoder + prompt encoder + mask decoder, and ``create_sam`` to build and load it
+(float TinySAM, or Q-TinySAM, its W8A8 fake-quantized variant)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+import zipfile
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .image_encoder import RELEASE_URL, TinySamImageEncoder, _rename
+from .convert_quantized import convert_w8a8_checkpoint
+from .image_encoder import QUANT_RELEASE_URL, RELEASE_URL, TinySamImageEncoder
+from .layout import to_zoo_layout
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
+from .quantize import QuantLayer, default_quant_layers, load_quantized, quantize_modules
 from .transformer import TwoWayTransformer
 
-__all__ = ['TinySam', 'create_sam', 'build_tinysam', 'load_sam_checkpoint', 'SAM_MODELS']
+__all__ = ['TinySam', 'create_sam', 'build_tinysam', 'build_tinysam_w8a8', 'load_sam_checkpoint',
+           'load_quantized_checkpoint', 'SAM_MODELS']
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -95,17 +101,19 @@ def build_tinysam(img_size: int = 1024, prompt_embed_dim: int = 256) -> TinySam:
     )
 
 
-SAM_MODELS = {'tinysam': build_tinysam}
-SAM_URLS = {'tinysam': RELEASE_URL}
+def build_tinysam_w8a8(layers: Optional[Mapping[str, QuantLayer]] = None,
+                       scales: Optional[Mapping[str, torch.Tensor]] = None, img_size: int = 1024) -> TinySam:
+    """Q-TinySAM's architecture: TinySAM with the ``layers`` (default: :func:`default_quant_layers`) fake-quantized.
+
+    ``scales`` (e.g. the state dict about to be loaded) gives the quantizers' scale tensors; without it they are
+    per-tensor placeholders, to be filled by a checkpoint or by calibration.
+    """
+    model = build_tinysam(img_size)
+    return quantize_modules(model, default_quant_layers(model) if layers is None else layers, scales)
 
 
-def _to_zoo_layout(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    out = {}
-    for k, v in state_dict.items():
-        if k.endswith('attention_bias_idxs'):
-            continue
-        out['image_encoder.' + _rename(k[len('image_encoder.'):]) if k.startswith('image_encoder.') else k] = v
-    return out
+SAM_MODELS = {'tinysam': build_tinysam, 'tinysam_w8a8': build_tinysam_w8a8}
+SAM_URLS = {'tinysam': RELEASE_URL, 'tinysam_w8a8': QUANT_RELEASE_URL}
 
 
 def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict[str, torch.Tensor]]) -> TinySam:
@@ -116,14 +124,22 @@ def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict
         except Exception as e:  # e.g. a pickled whole model such as the W8A8 release
             raise ValueError(
                 f'{os.fspath(checkpoint)!r} is not a plain state dict that loads with weights_only=True '
-                f'({type(e).__name__}); the W8A8 release tinysam_w8a8.pth is a pickled module, which zoo does '
-                f'not unpickle (Q-TinySAM is not supported yet)') from e
+                f'({type(e).__name__}); if it is the W8A8 release tinysam_w8a8.pth (a pickled module), load it '
+                f'with create_sam("tinysam_w8a8", checkpoint=...)') from e
     for wrapper in ('model', 'state_dict'):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(wrapper), dict):
             checkpoint = checkpoint[wrapper]
     if not isinstance(checkpoint, dict):
         raise ValueError(f'expected a state dict, got {type(checkpoint).__name__}')
-    state_dict = _to_zoo_layout(checkpoint)
+    state_dict = to_zoo_layout(checkpoint)
+    if any(k.endswith('.weight_scale') for k in state_dict):
+        raise ValueError('checkpoint holds quantization scales: it is a Q-TinySAM checkpoint; load it with '
+                         'create_sam("tinysam_w8a8", checkpoint=...)')
+    _load_strict(model, state_dict)
+    return model
+
+
+def _load_strict(model: TinySam, state_dict: Dict[str, torch.Tensor]) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -134,7 +150,27 @@ def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict
             f'{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), {len(wrong_shape)} keys of another '
             f'shape (e.g. {wrong_shape[:3]}); a checkpoint of SAM ViT-H/L/B or another model does not fit TinySAM')
     model.load_state_dict(state_dict)
-    return model
+
+
+def load_quantized_checkpoint(
+        checkpoint: Union[str, os.PathLike]) -> Tuple[Dict[str, torch.Tensor], Dict[str, QuantLayer]]:
+    """(state dict, quantized layers) of a Q-TinySAM file: zoo's safetensors file (written by the converter or by
+    calibration), or the official ``tinysam_w8a8.pth``, converted on the fly without running its pickle."""
+    path = os.fspath(checkpoint)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'no Q-TinySAM checkpoint at {path!r}')
+    if zipfile.is_zipfile(path):  # torch.save archive: the official release
+        converted = convert_w8a8_checkpoint(path)
+        return converted.state_dict, converted.layers
+    return load_quantized(path)
+
+
+def _download(url: str) -> str:
+    path = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(url))
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(url, path)
+    return path
 
 
 def create_sam(name: str = 'tinysam', checkpoint: Optional[Union[str, os.PathLike, Dict[str, torch.Tensor]]] = None,
@@ -142,16 +178,33 @@ def create_sam(name: str = 'tinysam', checkpoint: Optional[Union[str, os.PathLik
     """Build a SAM model in eval mode.
 
     Args:
-        name: 'tinysam'.
-        checkpoint: a local official checkpoint (``tinysam_42.3.pth``) or state dict to load.
+        name: 'tinysam', or 'tinysam_w8a8' (Q-TinySAM, fake-quantized W8A8).
+        checkpoint: for 'tinysam', the official ``tinysam_42.3.pth`` (a path) or a state dict; for
+            'tinysam_w8a8', the official ``tinysam_w8a8.pth`` (read without unpickling code) or a zoo
+            Q-TinySAM ``.safetensors`` file (from the converter or from calibration).
         pretrained: download the official release when no ``checkpoint`` is given.
         device: where to put the model.
     """
     if name not in SAM_MODELS:
         raise ValueError(f'unknown SAM model {name!r}; available: {sorted(SAM_MODELS)}')
-    model = SAM_MODELS[name]()
     if checkpoint is None and pretrained:
-        checkpoint = torch.hub.load_state_dict_from_url(SAM_URLS[name], map_location='cpu', weights_only=True)
-    if checkpoint is not None:
-        load_sam_checkpoint(model, checkpoint)
+        checkpoint = _download(SAM_URLS[name])
+    if name == 'tinysam_w8a8':
+        model = _create_quantized(checkpoint)
+    else:
+        model = build_tinysam()
+        if checkpoint is not None:
+            load_sam_checkpoint(model, checkpoint)
     return model.to(device).eval()
+
+
+def _create_quantized(checkpoint: Optional[Union[str, os.PathLike, Dict[str, torch.Tensor]]]) -> TinySam:
+    if checkpoint is None:
+        return build_tinysam_w8a8()
+    if isinstance(checkpoint, dict):
+        raise ValueError('Q-TinySAM loads from a file (its quantized-layer list travels with the weights): the '
+                         'official tinysam_w8a8.pth or a zoo .safetensors file')
+    state_dict, layers = load_quantized_checkpoint(checkpoint)
+    model = build_tinysam_w8a8(layers, state_dict)
+    _load_strict(model, state_dict)
+    return model
