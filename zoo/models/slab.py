@@ -22,6 +22,8 @@ map and masks the padding out of the keys.
 """
 from __future__ import annotations
 
+import math
+import re
 from functools import partial
 from typing import Any, Callable, Optional, Union
 
@@ -1080,13 +1082,44 @@ def _init_weights(m: nn.Module) -> None:
 _DROPPED_KEYS = ('attn_mask', 'relative_position_index')
 
 
+_POSITION_TABLE = re.compile(r'(^|\.)(pos_embed\d*|positional_encoding)$')
+
+
+def _square_side(positions: int, key: str) -> int:
+    side = math.isqrt(positions)
+    if side * side != positions:
+        raise ValueError(f'{key}: {positions} positions are not a square grid; cannot resample it')
+    return side
+
+
+def resample_position_tables(state_dict: dict[str, torch.Tensor],
+                             target: dict[str, torch.Tensor], num_prefix_tokens: int = 0) -> dict[str, torch.Tensor]:
+    """Learned position tables (``pos_embed*``, ``positional_encoding``) stored for another input size, resized
+    (bilinear, as the models resize them at run time) to the shapes of ``target``; e.g. a checkpoint
+    pre-trained at 128 px fine-tuned at 224. A ViT's class-token position is kept as it is."""
+    out = dict(state_dict)
+    for key, value in state_dict.items():
+        want = target.get(key)
+        if want is None or value.shape == want.shape or value.ndim != 3 or not _POSITION_TABLE.search(key):
+            continue
+        prefix = num_prefix_tokens if key.endswith('pos_embed') and '.' not in key else 0
+        src = _square_side(value.shape[1] - prefix, key)
+        dst = _square_side(want.shape[1] - prefix, key)
+        grid = resize_token_grid(value[:, prefix:], (src, src), (dst, dst))
+        out[key] = torch.cat([value[:, :prefix], grid], dim=1)
+    return out
+
+
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Official SLAB checkpoint -> zoo model: drops recomputed buffers (Swin masks and relative position
-    indices, which depend on the input size) and maps between the RepBN and progressive norm layouts."""
+    indices, which depend on the input size), maps between the RepBN and progressive norm layouts, and
+    resamples position tables stored for another input size."""
     state_dict = state_dict.get('model', state_dict.get('state_dict', state_dict))
     out = {k.removeprefix('module.'): v for k, v in state_dict.items()
            if k.rsplit('.', 1)[-1] not in _DROPPED_KEYS}
-    return convert_norm_layout(out, model.state_dict())
+    target = model.state_dict()
+    out = resample_position_tables(out, target, getattr(model, 'num_prefix_tokens', 0))
+    return convert_norm_layout(out, target)
 
 
 _MODEL_CLASSES = {

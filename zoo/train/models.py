@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import difflib
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,7 +14,8 @@ import torch.nn as nn
 import zoo  # noqa: F401  (registers the zoo's models with timm)
 from .config import ConfigError, TrainConfig
 
-__all__ = ['check_model_name', 'read_state_dict', 'create_student', 'create_teacher', 'classifier_out_features']
+__all__ = ['check_model_name', 'read_state_dict', 'create_student', 'create_teacher', 'classifier_out_features',
+           'adapt_state_dict', 'load_initial_weights']
 
 
 def check_model_name(name: str, role: str = 'model') -> None:
@@ -76,9 +79,56 @@ def create_student(cfg: TrainConfig, num_classes: int) -> nn.Module:
         kwargs['drop_path_rate'] = cfg.drop_path
     model = _create(cfg.model, cfg.img_size, pretrained=cfg.pretrained, **kwargs)
     if cfg.initial_checkpoint:
-        sd = read_state_dict(cfg.initial_checkpoint)
-        model.load_state_dict(sd)
+        load_initial_weights(model, cfg.initial_checkpoint)
     return model
+
+
+def _classifier_keys(model: nn.Module) -> list[str]:
+    clf = getattr(model, 'pretrained_cfg', {}).get('classifier')
+    names = [clf] if isinstance(clf, str) else list(clf or ())
+    return [f'{n}.{p}' for n in names for p in ('weight', 'bias')]
+
+
+def adapt_state_dict(state_dict: dict[str, torch.Tensor],
+                     model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A state dict of the same architecture made to fit ``model``: (state dict, classifier keys left out).
+
+    Weights that depend on the input size (position tables), e.g. after FastMIM pre-training at 128 px for a
+    fine-tune at 224, go through the model family's own ``checkpoint_filter_fn`` (timm's ViT / Swin, the zoo's
+    SLAB, ViG, PyramidTNT), which resamples them; a classifier for another class count is left out, so the
+    run trains a new one, as timm does for pretrained weights.
+    """
+    target = model.state_dict()
+
+    def mismatched(sd: dict[str, torch.Tensor]) -> list[str]:
+        return [k for k, v in sd.items() if k in target and v.shape != target[k].shape]
+
+    if mismatched(state_dict):
+        filter_fn = getattr(sys.modules.get(type(model).__module__), 'checkpoint_filter_fn', None)
+        if filter_fn is not None:
+            state_dict = filter_fn(state_dict, model)
+    dropped = [k for k in _classifier_keys(model) if k in mismatched(state_dict)]
+    return {k: v for k, v in state_dict.items() if k not in dropped}, dropped
+
+
+def load_initial_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Load ``--initial-checkpoint`` into ``model`` strictly but for what :func:`adapt_state_dict` adapts; the
+    classifier keys left out are returned. Any other missing, unexpected or mismatched key is an error."""
+    state_dict, dropped = adapt_state_dict(read_state_dict(path), model)
+    target = model.state_dict()
+    missing = [k for k in target if k not in state_dict and k not in dropped]
+    unexpected = [k for k in state_dict if k not in target]
+    wrong = [f'{k} {tuple(v.shape)} vs {tuple(target[k].shape)}' for k, v in state_dict.items()
+             if k in target and v.shape != target[k].shape]
+    if missing or unexpected or wrong:
+        raise ConfigError(f'{path} does not fit {type(model).__name__}: {len(missing)} missing keys {missing[:5]}, '
+                          f'{len(unexpected)} unexpected keys {unexpected[:5]}, {len(wrong)} of another shape '
+                          f'{wrong[:5]}')
+    model.load_state_dict(state_dict, strict=not dropped)
+    if dropped:
+        warnings.warn(f'initial checkpoint {path}: its classifier {dropped[0].rsplit(".", 1)[0]} is for another '
+                      f'class count; the run trains a new one')
+    return dropped
 
 
 def create_teacher(cfg: TrainConfig, num_classes: int) -> nn.Module:
