@@ -217,12 +217,12 @@ class TinySamImageEncoder(nn.Module):
         check_image_input(x, self.in_chans, name=type(self).__name__)
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
         intermediates = []
-        x = self.patch_embed(x)
+        x = self._embed(x)
         stages = self.layers[:max_index + 1] if stop_early else self.layers
         for i, stage in enumerate(stages):
             x = stage.forward_blocks(x)
             if i in take_indices:
-                intermediates.append(x)
+                intermediates.append(x.contiguous())
             if stage.downsample is not None:
                 x = stage.downsample(x)
         if intermediates_only:
@@ -243,13 +243,19 @@ class TinySamImageEncoder(nn.Module):
             self.reset_classifier(0, '')
         return take_indices
 
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embedding of a channels-last copy of the input: the convolutions then keep that layout (oneDNN's
+        depthwise kernels are ~3x faster in it on CPU, ~1.2x for the whole encoder) and the attention stages'
+        NHWC tokens are plain views. Same arithmetic; outputs are returned contiguous."""
+        check_image_input(x, self.in_chans, name=type(self).__name__)
+        return self.patch_embed(x.contiguous(memory_format=torch.channels_last))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Trunk features (B, 320, H/16, W/16)."""
-        check_image_input(x, self.in_chans, name=type(self).__name__)
-        x = self.patch_embed(x)
+        x = self._embed(x)
         for stage in self.layers:
             x = stage(x)
-        return x
+        return x.contiguous()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """TinyViT's classifier on trunk features (kept for the checkpoint layout; SAM does not use it)."""
@@ -261,7 +267,7 @@ class TinySamImageEncoder(nn.Module):
 
     def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
         """Trunk features -> SAM image embedding (B, 256, H/16, W/16)."""
-        return self.neck(x)
+        return self.neck(x).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image embedding for SAM's mask decoder: (B, 256, H/16, W/16)."""
