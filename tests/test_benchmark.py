@@ -62,3 +62,28 @@ def test_python_file_specs_compare_external_implementations(tmp_path, capsys):
         benchmark.build_model(f'python:{tmp_path / "external.py"}:missing')
     with pytest.raises(ValueError, match='FILE.py:FUNCTION'):
         benchmark.validate_spec('python:nothing')
+
+
+def test_rounds_alternate_the_order_and_report_medians(monkeypatch, capsys):
+    """--rounds N measures each model N times (fresh runs, order reversed every other round) and reports the
+    median per model; peak memory is the largest seen."""
+    calls = []
+    fake_ms = {'ghostnet_050': iter([30.0, 10.0, 20.0]), 'ghostnet_100': iter([5.0, 7.0, 6.0])}
+
+    def fake(spec, input_shape, batch_size, **kwargs):
+        calls.append(spec)
+        ms = next(fake_ms[spec])
+        return dict(model=spec, input_shape=[batch_size, *input_shape], params=1, macs=1, infer_ms=ms,
+                    infer_per_s=batch_size / (ms / 1e3), peak_mem_mb=ms)
+
+    monkeypatch.setattr(benchmark, 'benchmark_model', fake)
+    results = benchmark.main(['--model', 'ghostnet_050', '--compare', 'ghostnet_100', '--rounds', '3',
+                              '--batch-size', '2', '--img-size', '32', '--no-isolate'])
+    assert calls == ['ghostnet_050', 'ghostnet_100', 'ghostnet_100', 'ghostnet_050', 'ghostnet_050', 'ghostnet_100']
+    first, second = results
+    assert first['infer_ms'] == 20.0 and first['infer_ms_rounds'] == [30.0, 10.0, 20.0]
+    assert first['infer_per_s'] == pytest.approx(100.0) and first['peak_mem_mb'] == 30.0
+    assert second['infer_ms'] == 6.0
+    assert 'median over 3 rounds' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        benchmark.main(['--model', 'ghostnet_050', '--rounds', '0'])

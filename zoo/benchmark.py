@@ -7,6 +7,7 @@ peak memory), with warm-up iterations and the median of repeated timings.
     python -m zoo.benchmark --model ghostnetv3_100 --compare ghostnetv2_100
     python -m zoo.benchmark --model ghostnetv3_100 --compare ghostnetv3_100:deploy --batch-size 8
     python -m zoo.benchmark --model squeezetime_k400 --compare torchvision:r2plus1d_18 --json out.json
+    python -m zoo.benchmark --model slab_swin_t --compare slab_swin_t:deploy --rounds 3   # small differences
 
 A model spec is a timm / zoo name, ``torchvision:NAME``, or ``python:FILE.py:FUNCTION`` (a function in a
 file of yours that returns a model, e.g. a wrapper around an official implementation checked out
@@ -31,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ['count_macs', 'count_params', 'benchmark_model', 'resolve_input_shape', 'main']
+__all__ = ['count_macs', 'count_params', 'benchmark_model', 'combine_rounds', 'resolve_input_shape', 'main']
 
 
 def count_macs(model: nn.Module, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]) -> int:
@@ -242,6 +243,23 @@ def _run_isolated(kwargs: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def combine_rounds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One model's results over several rounds (fresh processes): the median of the rounds' timings, the
+    largest peak memory; with more than one round the per-round timings are kept (``*_rounds``)."""
+    out = dict(runs[0])
+    if len(runs) == 1:
+        return out
+    batch = out['input_shape'][0]
+    for key in ('infer', 'train'):
+        if f'{key}_ms' in out:
+            values = [r[f'{key}_ms'] for r in runs]
+            out[f'{key}_ms'] = statistics.median(values)
+            out[f'{key}_per_s'] = batch / (out[f'{key}_ms'] / 1e3)
+            out[f'{key}_ms_rounds'] = values
+    out['peak_mem_mb'] = max(r['peak_mem_mb'] for r in runs)
+    return out
+
+
 def format_table(results: Sequence[dict[str, Any]]) -> str:
     """A plain-text table; ratios are relative to the first model."""
     cols = [('model', 'model', '{}'), ('params (M)', 'params', '{:.2f}'), ('MACs (G)', 'macs', '{:.3f}'),
@@ -271,14 +289,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--train', action='store_true', help='also time a training step (forward, backward, SGD)')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=10)
+    p.add_argument('--rounds', type=int, default=1,
+                   help='measure every model this many times, each time in a fresh process and in alternating '
+                        'order, and report the median: separate processes of the same model differ by up to '
+                        '~15%% on CPU, more than many differences worth measuring')
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--no-isolate', action='store_true', help='measure in this process (CPU peak memory is then not per model)')
     p.add_argument('--json', metavar='PATH', help="write the results as JSON ('-' for stdout)")
     args = p.parse_args(argv)
-    if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
-        p.error('--batch-size and --iters must be >= 1, --warmup >= 0')
+    if args.batch_size < 1 or args.iters < 1 or args.rounds < 1 or args.warmup < 0:
+        p.error('--batch-size, --iters and --rounds must be >= 1, --warmup >= 0')
     if args.img_size and len(args.img_size) > 2:
         p.error('--img-size takes H or H W')
     return args
@@ -290,13 +312,18 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     for spec in specs:  # fail fast, before any measurement, on a bad name
         validate_spec(spec)
     shape = resolve_input_shape(args.model, args.img_size, args.num_frames)
-    results = []
-    for spec in specs:
-        kwargs = dict(spec=spec, input_shape=shape, batch_size=args.batch_size, train=args.train,
-                      warmup=args.warmup, iters=args.iters, device=args.device,
-                      channels_last=args.channels_last, threads=args.threads)
-        results.append(benchmark_model(**kwargs) if args.no_isolate else _run_isolated(kwargs))
-    print(f'input {[args.batch_size, *shape]} on {args.device}, median of {args.iters} runs after {args.warmup} warm-up')
+    per_round: list[list[dict[str, Any]]] = [[] for _ in specs]
+    for r in range(args.rounds):
+        # alternate the order, so that no model always runs first (or last) on a warming / loaded machine
+        for i in (range(len(specs)) if r % 2 == 0 else reversed(range(len(specs)))):
+            kwargs = dict(spec=specs[i], input_shape=shape, batch_size=args.batch_size, train=args.train,
+                          warmup=args.warmup, iters=args.iters, device=args.device,
+                          channels_last=args.channels_last, threads=args.threads)
+            per_round[i].append(benchmark_model(**kwargs) if args.no_isolate else _run_isolated(kwargs))
+    results = [combine_rounds(runs) for runs in per_round]
+    rounds = f', median over {args.rounds} rounds in alternating order' if args.rounds > 1 else ''
+    print(f'input {[args.batch_size, *shape]} on {args.device}, median of {args.iters} runs after {args.warmup} '
+          f'warm-up{rounds}')
     print(format_table(results))
     if args.json:
         text = json.dumps(results, indent=2)
