@@ -253,3 +253,54 @@ def test_attention_bias_cache_follows_weights():
         model.eval()
         after = model.forward_features(x)[-1]
     assert not torch.allclose(before, after)
+
+
+def test_imagenet_backbone_checkpoint_starts_the_backbone(tmp_path):
+    """ImageNet EfficientFormerV2-S1 weights (timm's layout, as the ``snap_dist_in1k`` tag downloads, and the
+    official ``eformer_s1_450.pth`` layout) fill cgrseg_t's backbone; the head keeps its initial weights and
+    the attention biases start at zero, as in the official training's non-strict start."""
+    torch.manual_seed(0)
+    imagenet = timm.create_model('efficientformerv2_s1').state_dict()
+    for v in imagenet.values():
+        if v.is_floating_point():
+            v.normal_()
+    path = tmp_path / 'eformer_s1_timm.pth'
+    torch.save(imagenet, path)
+    torch.manual_seed(1)
+    model = timm.create_model('cgrseg_t', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    torch.manual_seed(1)
+    fresh = timm.create_model('cgrseg_t').state_dict()
+    state = model.state_dict()
+    biases = [k for k in state if k.endswith('attention_biases')]
+    assert biases and all(not state[k].any() for k in biases)
+    loaded = [k for k in imagenet if 'backbone.' + k in state and not k.endswith(('attention_biases', '_idxs'))]
+    assert len(loaded) > 600 and all(torch.equal(state['backbone.' + k], imagenet[k]) for k in loaded)
+    assert all(torch.equal(state[k], fresh[k]) for k in state if k.startswith('decode_head.'))
+    # the same file as a downstream (mmseg init_cfg) backbone checkpoint
+    from zoo.downstream import build_backbone
+    staged = build_backbone('cgrseg_t', checkpoint=str(path)).state_dict()
+    stem = [k for k in staged if k.endswith('stem.conv1.conv.weight')]
+    assert len(stem) == 1 and torch.equal(staged[stem[0]], imagenet['stem.conv1.conv.weight'])
+
+    # the official classification layout: the fixture's official backbone keys without the segmentation-only ones
+    fixture = load_fixture('cgrseg_t')
+    official = deterministic_state_dict(fixture['state_dict'], fixture.get('weights_seed', 0))
+    backbone = {k[len('backbone.'):]: v for k, v in official.items()
+                if k.startswith('backbone.') and not k.endswith(('_seg', 'idxs_seg'))}
+    backbone.update({'norm.weight': torch.ones(224), 'head.weight': torch.zeros(1000, 224),
+                     'dist_head.weight': torch.zeros(1000, 224)})
+    torch.save({'model': backbone}, tmp_path / 'eformer_s1_450.pth')
+    model = timm.create_model('cgrseg_t', pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(tmp_path / 'eformer_s1_450.pth')))
+    state = model.state_dict()
+    assert torch.equal(state['backbone.stem.conv1.conv.weight'], backbone['patch_embed.0.weight'])
+    assert torch.equal(state['backbone.stages.3.blocks.0.mlp.fc2.bn.running_var'],
+                       backbone['network.6.0.mlp.norm2.running_var'])
+    assert not state['backbone.stages.3.downsample.attn.attention_biases'].any()
+
+    torch.save(timm.create_model('efficientformerv2_s2').state_dict(), tmp_path / 'eformer_s2.pth')
+    with pytest.raises(Exception, match='another EfficientFormerV2 width'):
+        timm.create_model('cgrseg_t', pretrained=True,
+                          pretrained_cfg_overlay=dict(file=str(tmp_path / 'eformer_s2.pth')))
+    assert timm.create_model('cgrseg_t.snap_dist_in1k').pretrained_cfg['hf_hub_id'] == \
+        'timm/efficientformerv2_s1.snap_dist_in1k'

@@ -449,12 +449,50 @@ def _map_backbone_key(key: str) -> str:
     return prefix + rest
 
 
+# ImageNet classification parts of an EfficientFormerV2 checkpoint, which segmentation does not use
+_CLASSIFICATION_ONLY = re.compile(r'^(norm|head|head_dist|dist_head)\.')
+
+
+def imagenet_backbone_state_dict(state_dict: Dict[str, torch.Tensor], model: CGRSeg) -> Dict[str, torch.Tensor]:
+    """An ImageNet EfficientFormerV2 checkpoint (timm's or the official layout) as a full CGRSeg state dict: its
+    backbone weights, with everything else at the model's own initial values.
+
+    As in the official training's start (mmseg ``init_cfg=Pretrained`` with ``eformer_*_450.pth``, loaded
+    non-strictly): the classifier is left out, and the attention biases start at zero, because the official
+    segmentation backbone keeps its biases (for the 512-pixel grid) in parameters that the 224-pixel
+    ImageNet checkpoint does not have.
+    """
+    official = any(k.startswith(('network.', 'patch_embed.')) for k in state_dict)
+    out = {k: v.clone() for k, v in model.state_dict().items()}
+    mismatched = []
+    for k, v in state_dict.items():
+        if _CLASSIFICATION_ONLY.match(k) or _DROPPED.search(k):
+            continue
+        key = 'backbone.' + (_map_backbone_key(k) if official else k)
+        if key.endswith('.gamma'):
+            v = v.reshape(-1)
+        if key not in out or out[key].shape != v.shape:
+            mismatched.append(key)
+            continue
+        out[key] = v
+    if mismatched:
+        raise ValueError(f'{len(mismatched)} ImageNet backbone weights do not fit {type(model).__name__}\'s backbone '
+                         f'(e.g. {mismatched[:3]}); is the checkpoint for another EfficientFormerV2 width?')
+    for key in out:
+        if key.startswith('backbone.') and key.endswith('.attention_biases'):
+            out[key] = torch.zeros_like(out[key])
+    return out
+
+
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: CGRSeg) -> Dict[str, torch.Tensor]:
     """Official mmseg checkpoint (``backbone.*`` in the official EfficientFormerV2 layout, ``decode_head.*``)
-    -> this model's layout. Checkpoints already in this layout pass through."""
-    state_dict = state_dict.get('state_dict', state_dict)
+    -> this model's layout; an ImageNet EfficientFormerV2 checkpoint -> backbone weights
+    (:func:`imagenet_backbone_state_dict`). Checkpoints already in this layout pass through."""
+    state_dict = state_dict.get('state_dict', state_dict.get('model', state_dict))
     if 'backbone.stem.conv1.conv.weight' in state_dict:
         return state_dict
+    if 'stem.conv1.conv.weight' in state_dict or 'patch_embed.0.weight' in state_dict:
+        return imagenet_backbone_state_dict(state_dict, model)
     out = {}
     for k, v in state_dict.items():
         if k.startswith('backbone.'):
@@ -494,10 +532,17 @@ def _cfg(url: str = '', **kwargs: Any) -> Dict[str, Any]:
 
 # The authors have not released trained weights (nizhenliang/CGRSeg issue #2); load a checkpoint of your own
 # training with the official code, or of zoo's, with pretrained=True, pretrained_cfg_overlay=dict(file=PATH).
+# The ``snap_dist_in1k`` tags start the backbone from timm's copies of the ImageNet EfficientFormerV2 weights the
+# official training starts from (eformer_s1 / s2 / l _450.pth), the head from scratch.
 default_cfgs = generate_default_cfgs({
-    'cgrseg_t.untrained': _cfg(),
-    'cgrseg_b.untrained': _cfg(),
-    'cgrseg_l.untrained': _cfg(),
+    'cgrseg_t.snap_dist_in1k': _cfg(hf_hub_id='timm/efficientformerv2_s1.snap_dist_in1k'),
+    'cgrseg_b.snap_dist_in1k': _cfg(hf_hub_id='timm/efficientformerv2_s2.snap_dist_in1k'),
+    'cgrseg_l.snap_dist_in1k': _cfg(hf_hub_id='timm/efficientformerv2_l.snap_dist_in1k'),
+    # the default ('*'; listed after the tags with weights, which timm would otherwise put first): no trained
+    # segmentation weights are released
+    'cgrseg_t.untrained*': _cfg(),
+    'cgrseg_b.untrained*': _cfg(),
+    'cgrseg_l.untrained*': _cfg(),
 })
 
 
