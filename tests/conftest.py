@@ -14,3 +14,14 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, restored after it: for outputs compared with references computed on
+    one thread (reduction order), and for graphs of many small ops, where two threads on a shared 2-core
+    machine spend more time waiting for each other than computing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,12 +5,8 @@ time waiting for each other than computing (measured: a RetinaNet training step 
 thread took 3-8 s with two under load). The thread count is restored after each test.
 """
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)

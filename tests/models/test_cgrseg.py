@@ -179,21 +179,14 @@ def test_official_checkpoint_loads(variant, tmp_path):
         assert torch.equal(state[zoo_key], official[official_key].reshape(state[zoo_key].shape)), official_key
 
 
-@pytest.fixture
-def one_thread():
-    """The reference output was computed on one CPU thread. With the fixtures' synthetic weights the deep
-    attention stages amplify reduction-order rounding ~10x, so a different thread count alone moves the
-    official model's own output by ~3e-5; compare like with like."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @torch.no_grad()
 def test_output_parity_with_official(tmp_path, one_thread):
     """cgrseg_t only: the b / l fixtures pin layout and size (their synthetic-weight outputs are chaotic:
-    thread-count rounding alone moves them by more than 1e-3)."""
+    thread-count rounding alone moves them by more than 1e-3).
+
+    One thread (``one_thread``), as the reference: with the fixtures' synthetic weights the deep attention
+    stages amplify reduction-order rounding ~10x, so a different thread count alone moves the official
+    model's own output by ~3e-5."""
     path, fixture = _official_checkpoint('cgrseg_t', tmp_path)
     model = timm.create_model('cgrseg_t', pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
     x = make_input(fixture['input']['shape'], fixture['input']['seed'])

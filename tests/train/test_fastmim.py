@@ -18,13 +18,8 @@ from zoo.train.models import read_state_dict
 RECIPES = Path(__file__).parents[2] / 'configs' / 'train'
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models on a shared CPU: one intra-op thread (as the training recipes for the digits use)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small models on a shared CPU: one intra-op thread (as the training recipes for the digits use)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _ramp(values):
