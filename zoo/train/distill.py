@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .config import ConfigError, TrainConfig
 from .losses import hard_targets, kd_kl_loss, ofa_loss, soft_target_ce_loss
 from .ofa import OFABranches
+from .training_net import TrainingNet
 
 __all__ = ['StudentNet', 'Objective', 'teacher_feature_dim']
 
@@ -24,7 +25,7 @@ def teacher_feature_dim(teacher: nn.Module) -> int:
     return int(getattr(teacher, 'num_features', 0) or teacher.get_classifier().in_features)
 
 
-class StudentNet(nn.Module):
+class StudentNet(TrainingNet):
     """The student, and for OFA-KD one branch per chosen stage; forward gives (logits, branch logits)."""
 
     def __init__(self, student: nn.Module, branches: Optional[OFABranches] = None):

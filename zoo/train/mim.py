@@ -29,6 +29,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
 from .hog import hog_patch_targets, pixel_patch_targets
+from .training_net import TrainingNet
 
 __all__ = ['random_block_mask', 'patch_embedding_conv', 'final_feature_map', 'MIMDecoder', 'MaskedImageModel',
            'masked_mse_loss', 'size_for_epoch']
@@ -110,7 +111,7 @@ def masked_mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return (pred.float()[mask] - target[mask]).pow(2).mean()
 
 
-class MaskedImageModel(nn.Module):
+class MaskedImageModel(TrainingNet):
     """A backbone (``student``) pre-trained by FastMIM; forward gives ``(None, (prediction, target, mask))``.
 
     Args:
@@ -128,6 +129,7 @@ class MaskedImageModel(nn.Module):
         epochs: the run's epoch count (maps the global step to the epoch).
         in_chans: image channels (the loader's RGB: 3).
     """
+    extra_no_weight_decay = ('decoder.mask_token',)
 
     def __init__(self, student: nn.Module, *, img_size: int, mask_ratio: float = 0.75, mask_patch: int = 0,
                  target: str = 'hog', hog_bins: int = 9, hog_cell: int = 8, norm_target: bool = True,
@@ -199,10 +201,6 @@ class MaskedImageModel(nn.Module):
     def aux_modules(self) -> dict[str, nn.Module]:
         """What pre-training adds to the backbone: saved apart from the model weights, for --resume only."""
         return {'mim_decoder': self.decoder}
-
-    def no_weight_decay(self) -> set[str]:
-        inner = self.student.no_weight_decay() if hasattr(self.student, 'no_weight_decay') else set()
-        return {f'student.{n}' for n in inner} | {'decoder.mask_token'}
 
     def on_train_step(self, step: int, total_steps: int) -> None:
         """FastMIM-P: the input size of the epoch this step belongs to."""

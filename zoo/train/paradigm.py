@@ -1,8 +1,9 @@
 """What a run trains, by ``cfg.paradigm``: the trainable network and the objective over its outputs.
 
-Every network's forward gives ``(logits or None, aux)``; it holds the model being trained as ``.student``
-and names its other trainable parts in ``aux_modules()`` (saved beside the model weights for --resume); the
-objective turns ``(logits, aux, target, teacher_logits, *extra batch items)`` into named loss terms.
+Every network is a :class:`TrainingNet` whose forward gives ``(logits or None, aux)``; it holds the model
+being trained as ``.student`` and names its other trainable parts in ``aux_modules()`` (saved beside the
+model weights for --resume) and passes the student's weight-decay exclusions on; the objective turns
+``(logits, aux, target, teacher_logits, *extra batch items)`` into named loss terms.
 
 - ``supervised``: :class:`StudentNet` (plus OFA branches) and :class:`Objective` (CE, KD, OFA).
 - ``fastmim``: :class:`MaskedImageModel`; one term, ``mim``, the masked-token reconstruction error.

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .config import ConfigError, TrainConfig
 from .data import DataError, DataSplits, ImageSamples
+from .training_net import TrainingNet
 
 __all__ = ['TextEmbeddings', 'read_text_embeddings', 'write_text_embeddings', 'digits_keys', 'sample_keys',
            'embeddings_for', 'TextEmbeddingSamples', 'TextAlignedNet', 'TextAlignObjective',
@@ -182,7 +183,7 @@ def attach_text_embeddings(cfg: TrainConfig, data: DataSplits) -> tuple[DataSpli
     return DataSplits(train, data.val, data.classes, data.description), table.dim
 
 
-class TextAlignedNet(nn.Module):
+class TextAlignedNet(TrainingNet):
     """The vision model plus a linear projection of its pre-logits features into the text embedding space;
     forward gives ``(logits, projected features)``."""
 
@@ -199,10 +200,6 @@ class TextAlignedNet(nn.Module):
     def aux_modules(self) -> dict[str, nn.Module]:
         """The projection: saved apart from the model weights, for --resume only."""
         return {'text_head': self.text_head}
-
-    def no_weight_decay(self) -> set[str]:
-        inner = self.student.no_weight_decay() if hasattr(self.student, 'no_weight_decay') else set()
-        return {f'student.{n}' for n in inner}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.student.forward_features(x)
