@@ -4,6 +4,8 @@ The encoder/SAM contract lives here (the shared contract runs classification mod
 """
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import timm
@@ -98,6 +100,18 @@ def test_encoder_loads_release_checkpoint_through_timm(ckpt_path, sam):
     got = enc.state_dict()
     assert got.keys() == ref.keys()
     assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+def test_pretrained_fetches_the_release(ckpt_path, sam, monkeypatch):
+    """pretrained=True asks timm's download cache for the official release URL (answered here with the test's
+    file: nothing is downloaded) and loads what it returns."""
+    module = importlib.import_module('zoo.models.tinysam.sam')
+    asked = []
+    monkeypatch.setattr(module, 'download_cached_file', lambda url, **kwargs: asked.append(url) or str(ckpt_path))
+    model = create_sam('tinysam', pretrained=True)
+    assert asked == ['https://github.com/xinghaochen/TinySAM/releases/download/3.0/tinysam_42.3.pth']
+    ref = sam.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):

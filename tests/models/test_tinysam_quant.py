@@ -7,6 +7,7 @@ in the official layout whose classes carry the official import paths (``quantiza
 """
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import sys
@@ -206,6 +207,19 @@ def test_unpickling_runs_no_code(tmp_path, float_sd, official):
     with pytest.raises(ValueError, match='refused'):
         convert_w8a8_checkpoint(blocked)
     assert not flag.exists()
+
+
+def test_pretrained_fetches_the_release(release, qsam, monkeypatch):
+    """pretrained=True asks timm's download cache for the W8A8 release URL (answered with the test's file) and
+    reads the file it returns through the converter."""
+    module = importlib.import_module('zoo.models.tinysam.sam')
+    asked = []
+    monkeypatch.setattr(module, 'download_cached_file', lambda url, **kwargs: asked.append(url) or str(release))
+    model = create_sam('tinysam_w8a8', pretrained=True)
+    assert asked == ['https://github.com/xinghaochen/TinySAM/releases/download/2.0/tinysam_w8a8.pth']
+    ref = qsam.state_dict()
+    assert model.state_dict().keys() == ref.keys()
+    assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
 
 
 def test_hub_entry_loads_the_release(release):

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from timm.models._hub import download_cached_file
 from torch import nn
 
 from .convert_quantized import convert_w8a8_checkpoint
@@ -165,14 +166,6 @@ def load_quantized_checkpoint(
     return load_quantized(path)
 
 
-def _download(url: str) -> str:
-    path = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(url))
-    if not os.path.isfile(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        torch.hub.download_url_to_file(url, path)
-    return path
-
-
 def create_sam(name: str = 'tinysam', checkpoint: Optional[Union[str, os.PathLike, Dict[str, torch.Tensor]]] = None,
                pretrained: bool = False, device: Union[str, torch.device] = 'cpu') -> TinySam:
     """Build a SAM model in eval mode.
@@ -188,7 +181,8 @@ def create_sam(name: str = 'tinysam', checkpoint: Optional[Union[str, os.PathLik
     if name not in SAM_MODELS:
         raise ValueError(f'unknown SAM model {name!r}; available: {sorted(SAM_MODELS)}')
     if checkpoint is None and pretrained:
-        checkpoint = _download(SAM_URLS[name])
+        # a file, not a state dict: the W8A8 release is a pickled module that only its converter may read
+        checkpoint = download_cached_file(SAM_URLS[name], progress=True)
     if name == 'tinysam_w8a8':
         model = _create_quantized(checkpoint)
     else:
