@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 import zoo  # noqa: F401  (registers the zoo's models with timm)
+from ..state_dicts import compare_state_dict
 from .config import ConfigError, TrainConfig
 
 __all__ = ['check_model_name', 'read_state_dict', 'create_student', 'create_teacher', 'classifier_out_features',
@@ -115,15 +116,9 @@ def load_initial_weights(model: nn.Module, path: str | Path) -> list[str]:
     """Load ``--initial-checkpoint`` into ``model`` strictly but for what :func:`adapt_state_dict` adapts; the
     classifier keys left out are returned. Any other missing, unexpected or mismatched key is an error."""
     state_dict, dropped = adapt_state_dict(read_state_dict(path), model)
-    target = model.state_dict()
-    missing = [k for k in target if k not in state_dict and k not in dropped]
-    unexpected = [k for k in state_dict if k not in target]
-    wrong = [f'{k} {tuple(v.shape)} vs {tuple(target[k].shape)}' for k, v in state_dict.items()
-             if k in target and v.shape != target[k].shape]
-    if missing or unexpected or wrong:
-        raise ConfigError(f'{path} does not fit {type(model).__name__}: {len(missing)} missing keys {missing[:5]}, '
-                          f'{len(unexpected)} unexpected keys {unexpected[:5]}, {len(wrong)} of another shape '
-                          f'{wrong[:5]}')
+    mismatch = compare_state_dict(state_dict, model.state_dict(), may_miss=dropped)
+    if mismatch:
+        raise ConfigError(f'{path} does not fit {type(model).__name__}: {mismatch.describe()}')
     model.load_state_dict(state_dict, strict=not dropped)
     if dropped:
         warnings.warn(f'initial checkpoint {path}: its classifier {dropped[0].rsplit(".", 1)[0]} is for another '

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from timm.models._hub import download_cached_file
 from torch import nn
 
+from ...state_dicts import compare_state_dict
 from .convert_quantized import convert_w8a8_checkpoint
 from .image_encoder import QUANT_RELEASE_URL, RELEASE_URL, TinySamImageEncoder
 from .layout import to_zoo_layout
@@ -141,15 +142,10 @@ def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict
 
 
 def _load_strict(model: TinySam, state_dict: Dict[str, torch.Tensor]) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong_shape:
-        raise ValueError(
-            f'checkpoint is not a TinySAM checkpoint: {len(missing)} missing keys (e.g. {missing[:3]}), '
-            f'{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}), {len(wrong_shape)} keys of another '
-            f'shape (e.g. {wrong_shape[:3]}); a checkpoint of SAM ViT-H/L/B or another model does not fit TinySAM')
+    mismatch = compare_state_dict(state_dict, model.state_dict())
+    if mismatch:
+        raise ValueError(f'checkpoint is not a TinySAM checkpoint: {mismatch.describe(3)}; a checkpoint of SAM '
+                         f'ViT-H/L/B or another model does not fit TinySAM')
     model.load_state_dict(state_dict)
 
 
