@@ -12,6 +12,24 @@ def test_count_macs_of_a_linear_layer():
     assert benchmark.count_macs(torch.nn.Linear(10, 4), torch.randn(3, 10)) == 3 * 10 * 4
 
 
+class _ExplicitAttention(torch.nn.Module):
+    def forward(self, q):
+        return (q @ q.transpose(-1, -2)).softmax(-1) @ q
+
+
+class _FusedAttention(torch.nn.Module):
+    def forward(self, q):
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+
+def test_fused_attention_counts_as_its_two_matrix_products():
+    # torch 2.14's counter has no formula for the CPU attention kernel: counts must not depend on the torch build
+    q = torch.randn(2, 3, 50, 16)
+    expected = 2 * 3 * 50 * 50 * 16 * 2
+    assert benchmark.count_macs(_ExplicitAttention(), q) == expected
+    assert benchmark.count_macs(_FusedAttention(), q) == expected
+
+
 def test_cli_compares_models_in_one_table(tmp_path, capsys):
     out = tmp_path / 'bench.json'
     results = benchmark.main(['--model', 'ghostnet_050', '--compare', 'ghostnetv3_050:deploy',

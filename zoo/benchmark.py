@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ['count_macs', 'count_params', 'benchmark_model', 'combine_rounds', 'resolve_input_shape', 'main']
@@ -45,11 +46,31 @@ def count_macs(model: nn.Module, inputs: Union[torch.Tensor, Sequence[torch.Tens
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_missing_attention_formulas()) as counter:
             model(*args)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+def _missing_attention_formulas() -> dict:
+    """Formulas for the CPU kernels of ``scaled_dot_product_attention`` that this torch's counter lacks.
+
+    On the CPU, SDPA runs ``_scaled_dot_product_flash_attention_for_cpu``; some torch releases (2.14 among them)
+    register no formula for it and count its two matrix products as zero, so the same model's count would depend
+    on the torch version. Count it as torch counts the GPU attention kernels (the two batched products).
+    """
+    aten = torch.ops.aten
+    kernels = [getattr(aten, name) for name in ('_scaled_dot_product_flash_attention_for_cpu',)
+               if hasattr(aten, name)]
+    return {k: _attention_flops for k in kernels if k not in flop_counter.flop_registry}
+
+
+def _attention_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+_attention_flops._get_raw = True  # called with the tensors, as FlopCounterMode calls raw formulas
 
 
 def count_params(model: nn.Module) -> int:
