@@ -253,16 +253,33 @@ def test_wrong_files_are_refused(tmp_path, float_sd, qsam):
 
 # ---------------------------------------------------------------- arithmetic: the official layers' outputs
 
+def _rounding_flip_bound(layer: nn.Module) -> float:
+    """The most one output can move when an input on a rounding boundary lands one quantization step away
+    (two such inputs under one output): 2 x the largest input step x the largest quantized weight."""
+    steps = [b.abs().max() for n, b in layer.named_buffers() if n.startswith('input') and n.endswith('scale')]
+    if not steps:
+        return 0.
+    return 2 * max(steps).item() * layer.quantized_weight().abs().max().item()
+
+
 def test_layers_reproduce_official_outputs(official, qsam):
-    """Each probed layer, fed the fixture's input, gives the official quantized layer's output."""
+    """Each probed layer, fed the fixture's input, gives the official quantized layer's output.
+
+    Within what the arithmetic allows across torch builds: float32 accumulation in another order (relative to
+    the output's scale, e.g. 5.5e-6 on outputs up to 3.7 for the 2304-term sums of ``neck.2`` under torch 2.14),
+    and on at most 1% of the elements an input that sits on a rounding boundary and rounds the other way."""
     for path, rec in official['layer_outputs'].items():
         spec = rec['input']
         x = make_input(spec['shape'], spec['seed']) * spec['scale'] + spec['offset']
+        layer = qsam.get_submodule(to_zoo_name(path))
         with torch.no_grad():
-            y = qsam.get_submodule(to_zoo_name(path))(x)
+            y = layer(x)
         assert list(y.shape) == rec['output_shape'], path
         head = torch.tensor(rec['output_head'], dtype=torch.float32)
-        assert torch.allclose(y.flatten()[:512], head, rtol=1e-5, atol=1e-6), path
+        gap = (y.flatten()[:512] - head).abs()
+        off = gap > 1e-5 * head.abs() + 1e-5 * head.abs().max()
+        assert off.sum() <= 0.01 * head.numel(), (path, off.sum().item())
+        assert (gap[off] <= _rounding_flip_bound(layer)).all(), (path, gap.max().item())
         assert abs(y.double().sum().item() - rec['output_sum']) <= 1e-5 * y.double().abs().sum().item(), path
 
 
