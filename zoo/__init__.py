@@ -8,7 +8,7 @@ import torch as _torch
 
 from .version import __version__
 from .registry import (
-    ModelInfo, UnknownModelError, create_model, is_zoo_model, list_families, list_models, model_info,
+    HubError, ModelInfo, UnknownModelError, create_model, is_zoo_model, list_families, list_models, model_info,
 )
 # The official training scripts store their argparse.Namespace beside the weights. It is plain data, so
 # allowing it keeps weights_only=True loading (which refuses arbitrary classes) working for their releases.
@@ -18,6 +18,6 @@ from . import models  # noqa: F401  (registers the families with timm)
 from .models.tinysam import create_sam
 
 __all__ = [
-    '__version__', 'ModelInfo', 'UnknownModelError', 'create_model', 'create_sam', 'is_zoo_model', 'list_families',
+    '__version__', 'HubError', 'ModelInfo', 'UnknownModelError', 'create_model', 'create_sam', 'is_zoo_model', 'list_families',
     'list_models', 'model_info',
 ]

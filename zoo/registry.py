@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 import timm
@@ -18,7 +21,8 @@ from timm.models import register_model as _timm_register_model
 
 __all__ = [
     'ModelInfo', 'register_model', 'adopt_timm_models', 'list_models', 'list_families', 'model_info',
-    'is_zoo_model', 'create_model', 'UnknownModelError',
+    'is_zoo_model', 'create_model', 'UnknownModelError', 'HubError', 'HubConfig', 'hub_source', 'hub_config',
+    'hub_file', 'model_architecture', 'paper_of',
 ]
 
 F = TypeVar('F', bound=Callable[..., Any])
@@ -39,7 +43,8 @@ class ModelInfo:
         input_divisor: spatial sizes must be multiples of this (1: any size); the contract checks
             that a non-multiple is refused with a clear error.
         official_url: the official release of the weights, where the pretrained_cfg carries another
-            source (adopted timm models point at timm's hub copies of the same weights).
+            source (adopted timm models point at timm's hub copies of the same weights) or none (a release
+            no program can download, such as a BaiduDisk share: the link is for people to follow).
     """
     name: str
     family: str
@@ -56,6 +61,10 @@ _MODELS: dict[str, ModelInfo] = {}
 
 class UnknownModelError(ValueError):
     """Raised for a model name the zoo does not have; the message lists the closest names."""
+
+
+class HubError(ValueError):
+    """A ``hf-hub:`` / ``local-dir:`` model that cannot be read; the message says what is missing and the fix."""
 
 
 def _family_of(module: str) -> str:
@@ -79,12 +88,14 @@ def register_model(
         task: str = 'classification',
         contract_input_size: tuple[int, int, int] = (3, 64, 64),
         input_divisor: int = 1,
+        official_url: str = '',
         **extra: Any,
 ) -> Union[F, Callable[[F], F]]:
     """Register a zoo model entrypoint with timm and with the zoo.
 
     Use it exactly like timm's ``@register_model`` (bare), or with keyword arguments that tell the contract
-    tests how to exercise the model. Refuses a name timm already has: the zoo never shadows timm.
+    tests how to exercise the model (and ``official_url`` for a release the pretrained_cfg cannot download).
+    Refuses a name timm already has: the zoo never shadows timm.
     """
     def wrap(f: F) -> F:
         name = f.__name__
@@ -95,7 +106,7 @@ def register_model(
         _timm_register_model(f)
         _record(ModelInfo(
             name=name, family=_family_of(f.__module__), task=task, contract_input_size=tuple(contract_input_size),
-            input_divisor=input_divisor, extra=dict(extra)))
+            input_divisor=input_divisor, official_url=official_url, extra=dict(extra)))
         return f
 
     return wrap(fn) if fn is not None else wrap
@@ -154,10 +165,129 @@ def _unknown(name: str) -> UnknownModelError:
     return UnknownModelError(f'unknown zoo model {name!r}{hint}')
 
 
+# --- Hugging Face Hub names: 'hf-hub:ORG/NAME[@REVISION]' and 'local-dir:PATH' (timm's two sources) ---
+
+#: The files of a Hub model folder: timm's config (architecture, model_args, pretrained_cfg) and the weights.
+CONFIG_NAME = 'config.json'
+WEIGHTS_NAME = 'model.safetensors'
+_HUB_SOURCES = {'hf-hub': 'hf-hub', 'hf_hub': 'hf-hub', 'local-dir': 'local-dir'}
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """What a Hub model folder's ``config.json`` says: the architecture to build, the keyword arguments it was
+    built with (``model_args``) and its pretrained_cfg (input size, mean / std, classifier, ...)."""
+    name: str
+    architecture: str
+    pretrained_cfg: dict
+    model_args: dict
+
+
+def hub_source(name: str) -> Optional[tuple[str, str]]:
+    """``('hf-hub', 'ORG/NAME[@REV]')`` or ``('local-dir', PATH)`` for a prefixed name; None for a registry name."""
+    source, sep, location = name.partition(':')
+    if not sep or source.lower() not in _HUB_SOURCES:
+        return None
+    if not location.strip():
+        raise HubError(f'{name!r} names nothing after {source!r}: write hf-hub:ORG/NAME or local-dir:PATH')
+    return _HUB_SOURCES[source.lower()], location
+
+
+def _missing_file(name: str, filename: str) -> HubError:
+    if filename == CONFIG_NAME:
+        return HubError(f'{name} has no {CONFIG_NAME}, so nothing says which architecture it holds: it is not a '
+                        f'timm / zoo model folder (python -m zoo.hub save writes one)')
+    return HubError(f'{name} has no {filename} (python -m zoo.hub save writes the weights as {WEIGHTS_NAME})')
+
+
+def _download(name: str, location: str, filename: str) -> Path:
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+    repo_id, _, revision = location.partition('@')
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision or None))
+    except LocalEntryNotFoundError:
+        if constants.HF_HUB_OFFLINE:
+            raise HubError(f'{filename} of {name} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and '
+                           f'HF_HUB_OFFLINE=1 forbids downloading it: unset HF_HUB_OFFLINE where there is a network, '
+                           f'or load a copy of the folder with local-dir:PATH') from None
+        raise HubError(f'cannot reach the Hugging Face Hub and {filename} of {name} is not in the cache '
+                       f'({constants.HF_HUB_CACHE}): check the network (or HF_ENDPOINT), or load a copy of the '
+                       f'folder with local-dir:PATH') from None
+    except RevisionNotFoundError:
+        raise HubError(f'the Hub repository {repo_id} has no revision {revision!r}') from None
+    except RepositoryNotFoundError:
+        raise HubError(f'no Hub repository {repo_id!r} (if it is private or gated, log in with `hf auth login` or '
+                       f'set HF_TOKEN)') from None
+    except EntryNotFoundError:
+        raise _missing_file(name, filename) from None
+    except HFValidationError as e:
+        raise HubError(f'{name!r}: {repo_id!r} is not a Hub repository id ({e}); write hf-hub:ORG/NAME') from None
+
+
+def hub_file(name: str, filename: str = WEIGHTS_NAME) -> Path:
+    """Local path of ``filename`` in a ``hf-hub:`` repository (downloaded into, or found in, the HF cache) or a
+    ``local-dir:`` folder; a :class:`HubError` that says what is missing and what to do otherwise."""
+    source = hub_source(name)
+    if source is None:
+        raise HubError(f'{name!r} is not a Hub name: write hf-hub:ORG/NAME or local-dir:PATH')
+    kind, location = source
+    if kind == 'hf-hub':
+        return _download(name, location, filename)
+    folder = Path(location).expanduser()
+    if not folder.is_dir():
+        raise HubError(f'{name}: no folder {folder}')
+    if not (folder / filename).is_file():
+        raise _missing_file(name, filename)
+    return folder / filename
+
+
+def _sam_architectures() -> tuple[str, ...]:
+    from .models.tinysam.sam import SAM_MODELS  # imported late: tinysam registers its encoder through this module
+    return tuple(SAM_MODELS)
+
+
+def hub_config(name: str) -> HubConfig:
+    """Read the ``config.json`` of a ``hf-hub:`` / ``local-dir:`` name (timm's format) and check that its
+    architecture can be built: a zoo or timm model, or a SAM of :func:`zoo.create_sam`."""
+    path = hub_file(name, CONFIG_NAME)
+    try:
+        cfg = json.loads(path.read_text(encoding='utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HubError(f'the {CONFIG_NAME} of {name} is not valid JSON ({e})') from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get('architecture'), str):
+        raise HubError(f'the {CONFIG_NAME} of {name} names no "architecture": it is not a timm / zoo model config')
+    from timm.models._hub import _parse_model_cfg  # timm's own reading of its config format
+    pretrained_cfg, architecture, model_args = _parse_model_cfg(cfg, {})
+    base = architecture.split('.', 1)[0]
+    if base not in _MODELS and not _timm_is_model(base) and base not in _sam_architectures():
+        from .version import __version__
+        raise UnknownModelError(
+            f'{name} holds architecture {architecture!r}, which neither zoo {__version__} nor timm {timm.__version__} '
+            f'registers: upgrade them (pip install -U timm), or import the package that registers {architecture!r} '
+            f'before creating the model')
+    return HubConfig(name=name, architecture=architecture, pretrained_cfg=pretrained_cfg, model_args=model_args)
+
+
+def model_architecture(name: str) -> str:
+    """The registered architecture behind a name: the name itself (tag removed), or what a Hub folder's
+    ``config.json`` names."""
+    if hub_source(name) is not None:
+        return hub_config(name).architecture.split('.', 1)[0]
+    return name.split('.', 1)[0]
+
+
 def model_info(name: str) -> ModelInfo:
-    """The :class:`ModelInfo` of a zoo model; raises :class:`UnknownModelError` with suggestions."""
-    base = name.split('.', 1)[0]
+    """The :class:`ModelInfo` of a zoo model (or of the zoo architecture a ``hf-hub:`` / ``local-dir:`` folder
+    holds); raises :class:`UnknownModelError` with suggestions."""
+    base = model_architecture(name)
     if base not in _MODELS:
+        if base != name.split('.', 1)[0]:
+            raise UnknownModelError(f'{name} holds {base!r}, which is not a zoo model (a timm model or a SAM of '
+                                    f'zoo.create_sam)')
         raise _unknown(name)
     return _MODELS[base]
 
@@ -165,10 +295,74 @@ def model_info(name: str) -> ModelInfo:
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
     """Create a zoo model through timm, with a helpful error for unknown names.
 
-    Same arguments as ``timm.create_model`` (``num_classes``, ``features_only``, ``in_chans``,
-    ``pretrained_cfg_overlay=dict(file=PATH)`` to load a local checkpoint in the official layout, ...).
+    ``name`` is a registered name or a Hub folder: ``'hf-hub:ORG/NAME'`` or ``'local-dir:PATH'`` (what
+    ``python -m zoo.hub save`` writes; the architecture comes from its ``config.json``, the weights from its
+    ``model.safetensors`` when ``pretrained``). Same arguments as ``timm.create_model`` (``num_classes``,
+    ``features_only``, ``in_chans``, ``pretrained_cfg_overlay=dict(file=PATH)`` to load a local checkpoint in
+    the official layout, ...).
     """
     if not isinstance(name, str):
         raise TypeError(f'model name must be a str, got {type(name).__name__}')
-    model_info(name)
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
+    if hub_source(name) is None:
+        model_info(name)
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    cfg = hub_config(name)
+    if cfg.architecture in _sam_architectures():
+        raise HubError(f'{name} holds {cfg.architecture}, a whole SAM: build it with '
+                       f'zoo.create_sam({name!r}, pretrained=True)')
+    weights = hub_file(name, WEIGHTS_NAME) if pretrained else None
+    size = cfg.model_args.get('img_size')
+    if 'img_size' not in kwargs and isinstance(size, list) and len(set(size)) == 1:
+        kwargs['img_size'] = size[0]  # timm records (H, W); the zoo's square-only families take one int
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (RuntimeError, KeyError) as e:
+        mismatch = _weights_mismatch(name, weights) if weights is not None else None
+        if not mismatch:
+            raise
+        raise HubError(f'the {WEIGHTS_NAME} of {name} does not fit {cfg.architecture}: '
+                       f'{mismatch.describe(10)}') from e
+
+
+def _weights_mismatch(name: str, weights: Path):
+    """How the tensors of a safetensors file differ from the freshly built model (shapes only, nothing loaded)."""
+    import torch
+    from safetensors import safe_open
+
+    from .state_dicts import compare_state_dict
+    with safe_open(os.fspath(weights), framework='pt') as f:
+        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device='meta') for k in f.keys()}
+    return compare_state_dict(shapes, timm.create_model(name, pretrained=False).state_dict())
+
+
+# Papers of the models whose pretrained_cfg does not name one (timm's adopted GhostNets, ...): a name prefix or a
+# family -> (title, arXiv id).
+_PAPERS = {
+    'ghostnetv3': ('GhostNetV3: Exploring the Training Strategies for Compact Models', 'arXiv:2404.11202'),
+    'ghostnetv2': ('GhostNetV2: Enhance Cheap Operation with Long-Range Attention', 'arXiv:2211.12905'),
+    'ghostnet': ('GhostNet: More Features from Cheap Operations', 'arXiv:1911.11907'),
+    'wavemlp': ('An Image Patch is a Wave: Phase-Aware Vision MLP', 'arXiv:2111.12294'),
+    'hiremlp': ('Hire-MLP: Vision MLP via Hierarchical Rearrangement', 'arXiv:2108.13341'),
+    'slab': ('SLAB: Efficient Transformers with Simplified Linear Attention and Progressive Re-parameterized '
+             'Batch Normalization', 'arXiv:2405.11582'),
+    'tinysam': ('TinySAM: Pushing the Envelope for Efficient Segment Anything Model', 'arXiv:2312.13789'),
+}
+
+
+def paper_of(name: str, pretrained_cfg: Optional[dict] = None) -> tuple[str, str]:
+    """(title, link) of the paper behind a model: its pretrained_cfg's ``paper_name`` / ``paper_ids`` where it
+    names them, else the zoo's record for its family; ``''`` for what neither knows."""
+    base = name.split('.', 1)[0]
+    cfg = dict(pretrained_cfg or {})
+    if not cfg and _timm_is_model(base):
+        found = timm.models.get_pretrained_cfg(base)
+        cfg = found.to_dict() if found is not None else {}
+    keys = [k for k in sorted(_PAPERS, key=len, reverse=True) if base.startswith(k)]
+    if base in _MODELS:
+        keys.append(_MODELS[base].family)
+    title, ids = next((_PAPERS[k] for k in keys if k in _PAPERS), ('', ''))
+    title = cfg.get('paper_name') or title
+    ids = cfg.get('paper_ids') or ids
+    ids = ids[0] if isinstance(ids, (list, tuple)) else ids
+    link = f'https://arxiv.org/abs/{ids.split(":", 1)[1]}' if ids.startswith('arXiv:') else ids
+    return title, link

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from timm.models._hub import download_cached_file
 from torch import nn
 
+from ...registry import WEIGHTS_NAME, HubError, hub_config, hub_file, hub_source
 from ...state_dicts import compare_state_dict
 from .convert_quantized import convert_w8a8_checkpoint
 from .image_encoder import QUANT_RELEASE_URL, RELEASE_URL, TinySamImageEncoder
@@ -120,6 +121,9 @@ SAM_URLS = {'tinysam': RELEASE_URL, 'tinysam_w8a8': QUANT_RELEASE_URL}
 
 def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict[str, torch.Tensor]]) -> TinySam:
     """Load an official TinySAM state dict (a path or a dict; may be wrapped in 'model' / 'state_dict')."""
+    if isinstance(checkpoint, (str, os.PathLike)) and os.fspath(checkpoint).endswith('.safetensors'):
+        from safetensors.torch import load_file
+        checkpoint = load_file(os.fspath(checkpoint))  # a zoo Hub folder's model.safetensors
     if isinstance(checkpoint, (str, os.PathLike)):
         try:
             checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=True)
@@ -167,13 +171,18 @@ def create_sam(name: str = 'tinysam', checkpoint: Optional[Union[str, os.PathLik
     """Build a SAM model in eval mode.
 
     Args:
-        name: 'tinysam', or 'tinysam_w8a8' (Q-TinySAM, fake-quantized W8A8).
+        name: 'tinysam', or 'tinysam_w8a8' (Q-TinySAM, fake-quantized W8A8), or a folder written by
+            ``python -m zoo.hub save``: 'hf-hub:ORG/NAME' or 'local-dir:PATH' (its config.json names which).
         checkpoint: for 'tinysam', the official ``tinysam_42.3.pth`` (a path) or a state dict; for
             'tinysam_w8a8', the official ``tinysam_w8a8.pth`` (read without unpickling code) or a zoo
             Q-TinySAM ``.safetensors`` file (from the converter or from calibration).
-        pretrained: download the official release when no ``checkpoint`` is given.
+        pretrained: download the official release (for a Hub name: the folder's weights) when no ``checkpoint``
+            is given.
         device: where to put the model.
     """
+    if hub_source(name) is not None:
+        name, checkpoint = _hub_architecture_and_weights(name, checkpoint, pretrained)
+        pretrained = False
     if name not in SAM_MODELS:
         raise ValueError(f'unknown SAM model {name!r}; available: {sorted(SAM_MODELS)}')
     if checkpoint is None and pretrained:
@@ -186,6 +195,17 @@ def create_sam(name: str = 'tinysam', checkpoint: Optional[Union[str, os.PathLik
         if checkpoint is not None:
             load_sam_checkpoint(model, checkpoint)
     return model.to(device).eval()
+
+
+def _hub_architecture_and_weights(name: str, checkpoint: Any, pretrained: bool) -> Tuple[str, Optional[str]]:
+    """(SAM architecture, local path of its weights or None) of a 'hf-hub:' / 'local-dir:' folder."""
+    if checkpoint is not None:
+        raise ValueError(f'{name} brings its own weights; pass either a Hub name or checkpoint=, not both')
+    cfg = hub_config(name)
+    if cfg.architecture not in SAM_MODELS:
+        raise HubError(f'{name} holds {cfg.architecture}, not a SAM: build it with '
+                       f'zoo.create_model({name!r}, pretrained=True)')
+    return cfg.architecture, os.fspath(hub_file(name, WEIGHTS_NAME)) if pretrained else None
 
 
 def _create_quantized(checkpoint: Optional[Union[str, os.PathLike, Dict[str, torch.Tensor]]]) -> TinySam:
