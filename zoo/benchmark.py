@@ -103,6 +103,9 @@ def validate_spec(spec: str) -> None:
         if not os.path.isfile(path):
             raise ValueError(f'no file {path!r} for spec {spec!r}')
         return
+    if source == 'timm' and zoo.registry.hub_source(name) is not None:
+        zoo.registry.hub_config(name)  # a Hub folder: its config.json must name a known architecture
+        return
     known = timm.list_models() if source == 'timm' else __import__('torchvision').models.list_models()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=5)
@@ -140,7 +143,8 @@ def build_model(spec: str) -> nn.Module:
     elif source == 'python':
         model = _build_from_file(*name.rsplit(':', 1))
     else:
-        model = timm.create_model(name)
+        import zoo
+        model = (zoo.create_model if zoo.registry.hub_source(name) is not None else timm.create_model)(name)
     if deploy:
         from timm.models import reparameterize_model
         model = reparameterize_model(model.eval(), inplace=True)
@@ -160,9 +164,14 @@ def resolve_input_shape(
     if source == 'timm':
         import timm
         import zoo
-        cfg = timm.models.get_pretrained_cfg(name)
-        if cfg is not None and cfg.input_size:
-            shape = tuple(cfg.input_size)
+        if zoo.registry.hub_source(name) is not None:  # a Hub folder: the input size its config.json records
+            input_size = zoo.registry.hub_config(name).pretrained_cfg.get('input_size')
+            name = zoo.registry.model_architecture(name)
+        else:
+            cfg = timm.models.get_pretrained_cfg(name)
+            input_size = cfg.input_size if cfg is not None else None
+        if input_size:
+            shape = tuple(input_size)
         if zoo.is_zoo_model(name):
             info = zoo.model_info(name)
             if info.task == 'video' and frames is None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .registry import create_model, model_info
+from .registry import create_model, hub_source, model_info
 
 __all__ = ['sample_indices', 'read_clip', 'main']
 
@@ -60,7 +60,8 @@ def read_clip(path: Path, num_frames: int, interval: int, short_side: int, crop:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog='python -m zoo.predict_video', description=__doc__.split('\n\n')[0])
     p.add_argument('video', type=Path)
-    p.add_argument('--model', default='squeezetime_k400', help='a zoo video model')
+    p.add_argument('--model', default='squeezetime_k400',
+                   help='a zoo video model, or a Hub folder of one (hf-hub:ORG/NAME, local-dir:PATH)')
     p.add_argument('--checkpoint', type=Path, help='weights in the official layout (default: the release)')
     p.add_argument('--labels', type=Path, help='class names, one per line (default: class indices)')
     p.add_argument('--frame-interval', type=int, default=4)
@@ -75,6 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for path, what in ((args.video, 'video'), (args.checkpoint, 'checkpoint'), (args.labels, 'labels file')):
         if path is not None and not path.is_file():
             p.error(f'no {what} at {path}')
+    if hub_source(args.model) is not None and args.checkpoint is not None:
+        p.error(f'{args.model} brings its own weights; drop --checkpoint')
     kwargs = {} if args.checkpoint is None else dict(pretrained_cfg_overlay=dict(file=str(args.checkpoint)))
     model = create_model(args.model, pretrained=True, **kwargs).eval()
     cfg = model.pretrained_cfg

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from timm.models import get_pretrained_cfg
 
-from .registry import create_model, model_info
+from .registry import create_model, hub_source, model_info
 
 __all__ = ['ADE20K_PALETTE', 'class_palette', 'segment_image', 'overlay_mask', 'main']
 
@@ -84,7 +84,8 @@ def overlay_mask(image: Image.Image, labels: np.ndarray, num_classes: int, alpha
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog='python -m zoo.segment', description=__doc__.split('\n\n')[0])
     p.add_argument('image', type=Path)
-    p.add_argument('--model', default='cgrseg_t', help='a zoo segmentation model')
+    p.add_argument('--model', default='cgrseg_t',
+                   help='a zoo segmentation model, or a Hub folder of one (hf-hub:ORG/NAME, local-dir:PATH)')
     p.add_argument('--checkpoint', type=Path, help='weights in the official layout (default: the release, if any)')
     p.add_argument('--num-classes', type=int, help='classes of the checkpoint (default: the model\'s, 150 for ADE20K)')
     p.add_argument('--short-side', type=int, default=512)
@@ -100,8 +101,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(f'no image at {args.image}')
     if args.checkpoint is not None and not args.checkpoint.is_file():
         p.error(f'no checkpoint at {args.checkpoint}')
-    cfg = get_pretrained_cfg(args.model)
-    if args.checkpoint is None and not (cfg and (cfg.url or cfg.hf_hub_id)):
+    hub = hub_source(args.model) is not None
+    if hub and args.checkpoint is not None:
+        p.error(f'{args.model} brings its own weights; drop --checkpoint')
+    cfg = None if hub else get_pretrained_cfg(args.model)
+    if args.checkpoint is None and not hub and not (cfg and (cfg.url or cfg.hf_hub_id)):
         p.error(f'{args.model} has no released weights: pass --checkpoint PATH (official layout)')
     kwargs = {} if args.num_classes is None else dict(num_classes=args.num_classes)
     if args.checkpoint is not None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..registry import UnknownModelError, is_zoo_model, model_info
+from ..registry import UnknownModelError, create_model, hub_source, is_zoo_model, model_architecture, model_info
 
 __all__ = ['BackboneError', 'StagedBackbone', 'build_backbone']
 
@@ -123,7 +123,9 @@ def build_backbone(
     """Build the staged backbone of a timm or zoo model name.
 
     Args:
-        name: a timm or zoo model name with stage features (``timm.create_model(name, features_only=True)``).
+        name: a timm or zoo model name with stage features (``timm.create_model(name, features_only=True)``),
+            or a Hub folder of one, ``'hf-hub:ORG/NAME'`` / ``'local-dir:PATH'`` (its weights load with
+            ``pretrained=True``).
         out_indices: stages to return, indices into the model's ``feature_info`` (negative from the end);
             None: the last stage at each stride (every stage of a pyramid, the last block of an isotropic
             model).
@@ -147,6 +149,8 @@ def build_backbone(
     _check_name(name)
     weights: dict = dict(pretrained=pretrained)
     load_error = None
+    if checkpoint and hub_source(name) is not None:
+        raise BackboneError(f'{name} brings its own weights: pass pretrained=True instead of checkpoint=')
     if checkpoint:
         if not os.path.isfile(checkpoint):
             raise BackboneError(f'checkpoint {checkpoint!r} for {name} is not a file')
@@ -165,7 +169,8 @@ def build_backbone(
         body = _features_only(name, model_kwargs, needed, weights)
     if load_error is not None:
         _load_own_checkpoint(name, body, checkpoint, load_error)
-    divisor = model_info(name).input_divisor if is_zoo_model(name) else 1
+    architecture = model_architecture(name)
+    divisor = model_info(architecture).input_divisor if is_zoo_model(architecture) else 1
     return StagedBackbone(name, body, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
                           input_divisor=divisor)
 
@@ -173,7 +178,12 @@ def build_backbone(
 def _check_name(name: str) -> None:
     if not isinstance(name, str):
         raise BackboneError(f'backbone name must be a str, got {type(name).__name__}')
-    if not timm.is_model(name):
+    if hub_source(name) is not None:
+        try:
+            name = model_architecture(name)  # reads the folder's config.json: the architecture it holds
+        except ValueError as error:  # HubError, UnknownModelError: what is missing and what to do
+            raise BackboneError(str(error)) from None
+    elif not timm.is_model(name):
         try:
             model_info(name)
         except UnknownModelError as error:
@@ -184,12 +194,17 @@ def _check_name(name: str) -> None:
             f'serve as a backbone; zoo.list_models(task="classification") lists the image backbones')
 
 
+def _create(name: str, **kwargs: Any) -> nn.Module:
+    """timm.create_model, or for a Hub folder zoo.create_model (which reads its config and weights)."""
+    return (create_model if hub_source(name) is not None else timm.create_model)(name, **kwargs)
+
+
 def _features_only(name: str, model_kwargs: dict, out_indices: Optional[Sequence[int]],
                    weights: dict) -> nn.Module:
     """timm's features_only model; any failure to build it is reported as the model having no stages."""
     extra = {} if out_indices is None else dict(out_indices=tuple(out_indices))
     try:
-        return timm.create_model(name, features_only=True, **extra, **weights, **model_kwargs)
+        return _create(name, features_only=True, **extra, **weights, **model_kwargs)
     except Exception as error:
         raise BackboneError(
             f'{name} cannot be built as a staged backbone (timm.create_model(..., features_only=True) failed: '

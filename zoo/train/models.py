@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 import zoo  # noqa: F401  (registers the zoo's models with timm)
+from ..registry import HubError, hub_config, hub_source
 from ..state_dicts import compare_state_dict
 from .config import ConfigError, TrainConfig
 
@@ -20,7 +21,14 @@ __all__ = ['check_model_name', 'read_state_dict', 'create_student', 'create_teac
 
 
 def check_model_name(name: str, role: str = 'model') -> None:
-    """Refuse a name neither the zoo nor timm knows, suggesting the closest ones."""
+    """Refuse a name neither the zoo nor timm knows, suggesting the closest ones; a ``hf-hub:`` / ``local-dir:``
+    name must hold a config.json naming a known architecture."""
+    if hub_source(name) is not None:
+        try:
+            hub_config(name)
+        except ValueError as e:  # HubError, UnknownModelError: what is missing and what to do
+            raise ConfigError(f'{role} {name}: {e}') from None
+        return
     if timm.is_model(name.split('.', 1)[0]):
         return
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
@@ -62,14 +70,19 @@ def classifier_out_features(model: nn.Module, state_dict: Optional[dict] = None)
 
 
 def _create(name: str, img_size: Optional[int], **kwargs: Any) -> nn.Module:
-    """timm.create_model, at ``img_size`` for models whose size is a constructor argument (ViTs, MLPs)."""
-    if img_size:
-        try:
-            return timm.create_model(name, img_size=img_size, **kwargs)
-        except TypeError as e:
-            if 'img_size' not in str(e):
-                raise
-    return timm.create_model(name, **kwargs)
+    """timm.create_model (zoo.create_model for a Hub folder), at ``img_size`` for models whose size is a
+    constructor argument (ViTs, MLPs)."""
+    create = zoo.create_model if hub_source(name) is not None else timm.create_model
+    try:
+        if img_size:
+            try:
+                return create(name, img_size=img_size, **kwargs)
+            except TypeError as e:
+                if 'img_size' not in str(e):
+                    raise
+        return create(name, **kwargs)
+    except HubError as e:  # the folder's weights are missing, not cached, or do not fit
+        raise ConfigError(str(e)) from None
 
 
 def create_student(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -148,7 +161,7 @@ def create_teacher(cfg: TrainConfig, num_classes: int) -> nn.Module:
             raise ConfigError(f'{cfg.teacher_checkpoint} does not fit {cfg.teacher}: missing keys {missing[:5]}, '
                               f'unexpected keys {unexpected[:5]}')
     else:
-        teacher = timm.create_model(cfg.teacher, pretrained=True)
+        teacher = _create(cfg.teacher, None, pretrained=True)
         _check_classes(cfg.teacher, teacher.num_classes, num_classes)
     teacher.requires_grad_(False)
     return teacher.eval()

@@ -27,7 +27,8 @@ def resolve_output(cfg: TrainConfig, runs_root: str | Path = 'runs') -> Path:
         if not runs:
             raise ConfigError(f'no run to {"resume" if cfg.resume else "evaluate"} under {root}/; pass --output')
         return runs[-1]
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}-{cfg.dataset}"
+    model = cfg.model.replace(':', '-').replace('/', '-')  # a Hub name (hf-hub:ORG/NAME) as one folder name
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{cfg.dataset}"
     out, n = root / stem, 1
     while out.exists():
         n += 1

@@ -13,6 +13,7 @@ from typing import List, Optional
 import numpy as np
 from PIL import Image
 
+from ...registry import hub_source
 from .mask_generator import SamMaskGenerator
 from .predictor import SamPredictor
 from .sam import SAM_MODELS, create_sam
@@ -45,8 +46,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode.add_argument('--point', type=_point, action='append', help='foreground point X,Y (repeatable)')
     mode.add_argument('--everything', action='store_true', help='segment everything (hierarchical by default)')
     parser.add_argument('--grid', action='store_true', help='with --everything: decode the full grid instead')
-    parser.add_argument('--model', default='tinysam', choices=sorted(SAM_MODELS),
-                        help='tinysam, or tinysam_w8a8 (Q-TinySAM, fake-quantized)')
+    parser.add_argument('--model', default='tinysam',
+                        help='tinysam, tinysam_w8a8 (Q-TinySAM, fake-quantized), or a Hub folder of either '
+                             '(hf-hub:ORG/NAME, local-dir:PATH)')
     parser.add_argument('--checkpoint', default=None,
                         help='official tinysam_42.3.pth / tinysam_w8a8.pth, or a zoo Q-TinySAM .safetensors '
                              '(default: download the release)')
@@ -54,9 +56,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--out', default=None, help='output PNG (default: <image>_masks.png)')
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
+    hub = hub_source(args.model) is not None
+    if not hub and args.model not in SAM_MODELS:
+        parser.error(f'--model {args.model!r}: choose {" or ".join(sorted(SAM_MODELS))}, or hf-hub:ORG/NAME / '
+                     f'local-dir:PATH')
+    if hub and args.checkpoint is not None:
+        parser.error(f'{args.model} brings its own weights; drop --checkpoint')
 
     image = np.array(Image.open(args.image).convert('RGB'))
-    model = create_sam(args.model, checkpoint=args.checkpoint, pretrained=args.checkpoint is None, device=args.device)
+    try:
+        model = create_sam(args.model, checkpoint=args.checkpoint, pretrained=args.checkpoint is None,
+                           device=args.device)
+    except (ValueError, FileNotFoundError) as e:  # a bad checkpoint or Hub folder: one line, status 2
+        parser.error(str(e))
     if args.everything:
         gen = SamMaskGenerator(model, points_per_side=args.points_per_side)
         anns = gen.generate(image) if args.grid else gen.hierarchical_generate(image)
