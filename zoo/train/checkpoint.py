@@ -2,7 +2,8 @@
 
 A checkpoint holds the model, optimizer, scheduler, EMA, grad-scaler and OFA-branch states, the epoch
 count and global step, the metric history, the configuration and the random-number generator states;
-every value is a tensor or a plain Python container, so ``torch.load(..., weights_only=True)`` reads it.
+every value is a tensor or a plain Python container, so ``torch.load(..., weights_only=True)`` reads it. Each
+file carries a digest of its tensors, verified when it is read (:mod:`zoo.checkpoint_io`).
 """
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from ..checkpoint_io import CheckpointError, load_checkpoint_file, with_digest
 
 __all__ = ['atomic_save', 'load_checkpoint', 'rng_state', 'set_rng_state', 'unwrap_model']
 
@@ -21,8 +24,11 @@ __all__ = ['atomic_save', 'load_checkpoint', 'rng_state', 'set_rng_state', 'unwr
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A reader (or a run killed mid-write) sees either the old file or the new one, never half of one.
+    A reader (or a run killed mid-write) sees either the old file or the new one, never half of one. A dict
+    is saved with its tensor digest (:func:`zoo.checkpoint_io.with_digest`).
     """
+    if isinstance(obj, dict):
+        obj = with_digest(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
@@ -46,9 +52,15 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a run checkpoint (``weights_only=True``, on the CPU)."""
-    return torch.load(path, map_location='cpu', weights_only=True)
+def load_checkpoint(path: str | Path, require: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a checkpoint (``weights_only=True``, on the CPU, digest verified); a file that cannot be read, or
+    that lacks one of the ``require``d entries (e.g. a resume's), is a :class:`~zoo.checkpoint_io.CheckpointError`."""
+    ckpt = load_checkpoint_file(path)
+    missing = [k for k in require if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f'{path} is not a train.py run checkpoint (it lacks {", ".join(missing[:4])}); '
+                              f'resume a run folder written by train.py, or start over with --overwrite')
+    return ckpt
 
 
 def rng_state() -> dict[str, Any]:

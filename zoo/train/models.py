@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 import zoo  # noqa: F401  (registers the zoo's models with timm)
+from ..checkpoint_io import load_checkpoint_file, model_state_dict
 from ..registry import HubError, hub_config, hub_source
 from ..state_dicts import compare_state_dict
 from .config import ConfigError, TrainConfig
@@ -40,20 +41,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A model state dict from a checkpoint file, read with ``weights_only=True``.
 
     Accepts a bare state dict or one wrapped as ``state_dict`` / ``model`` / ``state_dict_ema`` / ``model_ema``
-    (our own run checkpoints included); strips a DistributedDataParallel ``module.`` prefix.
+    (our own run checkpoints included, their digest verified); strips a DistributedDataParallel ``module.``
+    prefix. A missing, empty, truncated, corrupt or refused file is a :class:`~zoo.checkpoint_io.CheckpointError`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f'checkpoint {path} does not exist')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    if isinstance(ckpt, dict):
-        for key in ('model', 'state_dict', 'state_dict_ema', 'model_ema'):
-            if key in ckpt and isinstance(ckpt[key], dict):
-                ckpt = ckpt[key]
-                break
-    if not isinstance(ckpt, dict) or not all(torch.is_tensor(v) for v in ckpt.values()):
+    state_dict = model_state_dict(load_checkpoint_file(path))
+    if not state_dict:
         raise ConfigError(f'{path} holds no model state dict')
-    return {k[7:] if k.startswith('module.') else k: v for k, v in ckpt.items()}
+    return state_dict
 
 
 def classifier_out_features(model: nn.Module, state_dict: Optional[dict] = None) -> Optional[int]:
