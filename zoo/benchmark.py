@@ -368,5 +368,6 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
 if __name__ == '__main__':
     try:
         main()
-    except (ValueError, RuntimeError) as e:
-        sys.exit(f'error: {e}')
+    except (ValueError, RuntimeError) as e:  # bad input: one line, exit status 2 (as every zoo command)
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)

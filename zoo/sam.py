@@ -5,6 +5,7 @@ release into zoo's file (:mod:`zoo.models.tinysam.convert_quantized`)."""
 import sys
 from typing import List, Optional
 
+from .command_line import run_command
 from .models.tinysam import calibrate, cli, convert_quantized
 
 COMMANDS = {'calibrate': calibrate.main, 'convert-w8a8': convert_quantized.main}
@@ -18,4 +19,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    raise SystemExit(run_command(main))

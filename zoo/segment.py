@@ -21,9 +21,15 @@ import torch.nn.functional as F
 from PIL import Image
 from timm.models import get_pretrained_cfg
 
+from .checkpoint_io import classifier_classes
+from .command_line import run_command
+from .images import read_image
 from .registry import create_model, hub_source, model_info
 
-__all__ = ['ADE20K_PALETTE', 'class_palette', 'segment_image', 'overlay_mask', 'main']
+__all__ = ['ADE20K_PALETTE', 'MAX_PIXELS', 'class_palette', 'input_size', 'segment_image', 'overlay_mask', 'main']
+
+#: The largest input (height x width, after resizing) segment_image accepts: 8192 x 8192.
+MAX_PIXELS = 8192 * 8192
 
 #: The ADE20K class colours (the palette of the dataset's standard tools), as hex RGB, class 0 first.
 _ADE20K_HEX = (
@@ -60,12 +66,28 @@ def class_palette(num_classes: int) -> np.ndarray:
     return colours.astype(np.uint8)
 
 
+def input_size(width: int, height: int, short_side: int, divisor: int = 32) -> tuple[int, int]:
+    """(H, W) the model sees: the short side at ``short_side``, both sides rounded to multiples of ``divisor``.
+
+    Raises ValueError for ``short_side <= 0`` and for a size beyond :data:`MAX_PIXELS` (a 1x320 strip at short
+    side 512 would be 163840x512 and ask for hundreds of GB).
+    """
+    if short_side <= 0:
+        raise ValueError(f'short side {short_side}: it must be a positive number of pixels (e.g. 512)')
+    scale = short_side / min(width, height)
+    h, w = (max(divisor, round(s * scale / divisor) * divisor) for s in (height, width))
+    if h * w > MAX_PIXELS:
+        raise ValueError(f'a {width}x{height} image resized to short side {short_side} would be {w}x{h} '
+                         f'({h * w / 1e6:.0f}M pixels, more than {MAX_PIXELS / 1e6:.0f}M): crop the image to a less '
+                         f'extreme aspect ratio or lower --short-side')
+    return h, w
+
+
 @torch.no_grad()
 def segment_image(model: torch.nn.Module, image: Image.Image, short_side: int = 512, divisor: int = 32) -> np.ndarray:
-    """(H, W) class indices for a PIL image, at the image's own size."""
+    """(H, W) class indices for a PIL image, at the image's own size (resized as :func:`input_size` says)."""
     w0, h0 = image.size
-    scale = short_side / min(w0, h0)
-    h, w = (max(divisor, round(s * scale / divisor) * divisor) for s in (h0, w0))
+    h, w = input_size(w0, h0, short_side, divisor)
     cfg = model.pretrained_cfg
     x = torch.from_numpy(np.array(image.convert('RGB').resize((w, h), Image.BILINEAR))).permute(2, 0, 1).float() / 255
     x = (x - torch.tensor(cfg['mean']).view(3, 1, 1)) / torch.tensor(cfg['std']).view(3, 1, 1)
@@ -87,11 +109,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--model', default='cgrseg_t',
                    help='a zoo segmentation model, or a Hub folder of one (hf-hub:ORG/NAME, local-dir:PATH)')
     p.add_argument('--checkpoint', type=Path, help='weights in the official layout (default: the release, if any)')
-    p.add_argument('--num-classes', type=int, help='classes of the checkpoint (default: the model\'s, 150 for ADE20K)')
+    p.add_argument('--num-classes', type=int,
+                   help='classes of the checkpoint, checked against it (default: the checkpoint\'s, else 150 for ADE20K)')
     p.add_argument('--short-side', type=int, default=512)
     p.add_argument('--alpha', type=float, default=0.5)
     p.add_argument('--out', type=Path, help='output PNG (default: <image>_mask.png)')
     args = p.parse_args(argv)
+    if args.short_side <= 0:
+        p.error(f'--short-side {args.short_side}: the short side must be a positive number of pixels (e.g. 512)')
+    if not 0. <= args.alpha <= 1.:
+        p.error(f'--alpha {args.alpha}: the mask opacity must lie in [0, 1]')
+    if args.num_classes is not None and args.num_classes < 1:
+        p.error(f'--num-classes {args.num_classes}: a segmentation model needs at least one class')
 
     info = model_info(args.model)
     if info.task != 'segmentation':
@@ -104,15 +133,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     hub = hub_source(args.model) is not None
     if hub and args.checkpoint is not None:
         p.error(f'{args.model} brings its own weights; drop --checkpoint')
+    if hub and args.num_classes is not None:
+        p.error(f'{args.model} brings its own head and class count; drop --num-classes')
     cfg = None if hub else get_pretrained_cfg(args.model)
     if args.checkpoint is None and not hub and not (cfg and (cfg.url or cfg.hf_hub_id)):
         p.error(f'{args.model} has no released weights: pass --checkpoint PATH (official layout)')
     kwargs = {} if args.num_classes is None else dict(num_classes=args.num_classes)
-    if args.checkpoint is not None:
-        kwargs['pretrained_cfg_overlay'] = dict(file=str(args.checkpoint))
+    if args.checkpoint is not None:  # its head decides the class count: a head for another count would be random
+        classes = classifier_classes(args.checkpoint, cfg.classifier)
+        if args.num_classes is not None and args.num_classes != classes:
+            p.error(f'--num-classes {args.num_classes} does not match the {classes} classes of {args.checkpoint}; '
+                    f'drop --num-classes or pass {classes}')
+        kwargs.update(num_classes=classes, pretrained_cfg_overlay=dict(file=str(args.checkpoint), num_classes=classes))
+    elif args.num_classes is not None and args.num_classes != cfg.num_classes:
+        p.error(f'--num-classes {args.num_classes} does not match the {cfg.num_classes} classes of the released '
+                f'weights; drop --num-classes or pass --checkpoint with a head for {args.num_classes} classes')
+    image = read_image(args.image)  # before the weights load: a bad image or size fails fast
+    input_size(*image.size, args.short_side, info.input_divisor)
     model = create_model(args.model, pretrained=True, **kwargs)
-
-    image = Image.open(args.image)
     labels = segment_image(model, image, args.short_side, info.input_divisor)
     out = args.out or args.image.with_name(f'{args.image.stem}_mask.png')
     overlay_mask(image, labels, model.num_classes, args.alpha).save(out)
@@ -123,7 +161,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except (ValueError, RuntimeError) as e:
-        sys.exit(f'error: {e}')
+    sys.exit(run_command(main))

@@ -30,6 +30,8 @@ def check_image_input(
         raise ValueError(
             f'{name} expects {in_chans} input channels, got {x.shape[1]} channels (input shape {tuple(x.shape)}); '
             f'create the model with in_chans={x.shape[1]} to change it')
+    if x.shape[0] == 0:  # graph and attention layers reshape by the batch size, which fails on an empty batch
+        raise ValueError(f'{name} got an empty batch (input shape {tuple(x.shape)}); pass at least one image')
     h, w = x.shape[-2:]
     if h < min_size or w < min_size:
         raise ValueError(f'{name} needs an input of at least {min_size}x{min_size}, got {h}x{w}')

@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from timm.data import create_loader, resolve_data_config
 from timm.data.readers.img_extensions import get_img_extensions
 
+from ..images import read_image, to_rgb8
 from .config import TrainConfig
 
 __all__ = ['DataError', 'CorruptImageError', 'ImageSamples', 'DataSplits', 'build_datasets', 'build_loaders',
@@ -70,11 +71,8 @@ class ImageSamples(torch.utils.data.Dataset):
     def _load(self, i: int) -> Image.Image:
         item = self.items[i]
         if isinstance(item, np.ndarray):
-            return Image.fromarray(item).convert('RGB')
-        with open(item, 'rb') as f:
-            img = Image.open(f)
-            img.load()
-        return img.convert('RGB')
+            return to_rgb8(Image.fromarray(item))
+        return read_image(item)  # 16-bit files scaled to 8 bits, not clipped
 
     def __getitem__(self, index: int):
         n = len(self.indices)

@@ -7,12 +7,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
 import numpy as np
+import torch
 from PIL import Image
 
+from ...checkpoint_io import check_archive
+from ...command_line import run_command
+from ...images import read_image
 from ...registry import hub_source
 from .mask_generator import SamMaskGenerator
 from .predictor import SamPredictor
@@ -62,8 +67,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                      f'local-dir:PATH')
     if hub and args.checkpoint is not None:
         parser.error(f'{args.model} brings its own weights; drop --checkpoint')
+    if args.points_per_side < 1:
+        parser.error(f'--points-per-side {args.points_per_side}: it must be a positive integer (e.g. 32)')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f'--device {args.device!r} is not a device name; use cpu, cuda or cuda:N')
+    if device.type == 'cuda' and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        parser.error(f'--device {args.device}: no such CUDA device here; use --device cpu')
+    if args.checkpoint is not None:
+        if not os.path.isfile(args.checkpoint):
+            parser.error(f'no checkpoint at {args.checkpoint}')
+        check_archive(args.checkpoint)  # empty, truncated or corrupt: one clear line
 
-    image = np.array(Image.open(args.image).convert('RGB'))
+    image = np.array(read_image(args.image))
+    h, w = image.shape[:2]
+    outside = [f'{x:g},{y:g}' for x, y in args.point or () if not (0 <= x < w and 0 <= y < h)]
+    if outside:
+        parser.error(f'--point {outside[0]} lies outside the {w}x{h} image; give X,Y in pixels within it')
     try:
         model = create_sam(args.model, checkpoint=args.checkpoint, pretrained=args.checkpoint is None,
                            device=args.device)
@@ -90,4 +111,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_command(main))
