@@ -93,19 +93,23 @@ def test_mask_token_replaces_the_patch_embedding_of_masked_squares(name, size):
     kwargs = {'img_size': size} if name in ('test_vit', 'slab_swin_t') else {}
     net = MaskedImageModel(timm.create_model(name, num_classes=10, **kwargs), img_size=size, mask_ratio=0.5,
                            decoder_depth=1)
-    seen = []
-    net.embed_conv.register_forward_hook(lambda m, a, out: seen.append(out.detach()))  # runs after the token
+    seen, squares = [], []
+
+    def record(m, a, out):  # runs after the token
+        seen.append(out.detach())
+        squares.append(None if net._grid_mask is None else net._grid_mask.clone())
+    net.embed_conv.register_forward_hook(record)
     x = torch.randn(2, 3, size, size)
-    _, (pred, target, token_mask) = net(x)
-    assert pred.shape == target.shape and token_mask.shape == pred.shape[:2] and token_mask.any()
+    _, (pred, target, cell_mask) = net(x)
+    assert pred.shape == target.shape and cell_mask.shape == pred.shape[:3]
+    assert squares[0].mean() == cell_mask.float().mean() == 0.5  # the loss counts exactly the masked squares
     embedded, plain = seen[0], net.embed_conv(x).detach()
-    grid = size // net.stride
-    m = torch.nn.functional.interpolate(token_mask.view(2, 1, grid, grid).float(), size=plain.shape[-2:])
+    m = torch.nn.functional.interpolate(squares[0], size=plain.shape[-2:])
     m = m.bool().expand_as(plain)
     token = net.decoder.mask_token.detach().view(1, -1, 1, 1).expand_as(plain)
     torch.testing.assert_close(embedded[m], token[m])
     torch.testing.assert_close(embedded[~m], plain[~m])
-    loss = masked_mse_loss(pred, target, token_mask)
+    loss = masked_mse_loss(pred, target, cell_mask)
     loss.backward()
     assert net.decoder.mask_token.grad.abs().sum() > 0 and net.embed_conv.weight.grad.abs().sum() > 0
     net.zero_grad()
@@ -114,17 +118,27 @@ def test_mask_token_replaces_the_patch_embedding_of_masked_squares(name, size):
     torch.testing.assert_close(seen[1], plain)
 
 
-def test_masking_is_aligned_to_the_largest_stride():
-    with pytest.raises(ValueError, match='multiple of the backbone.s largest stride'):
-        MaskedImageModel(timm.create_model('test_resnet'), img_size=64, mask_patch=16)  # stride 32
+def test_mask_geometry_leaves_part_of_every_image_visible():
+    # 32-px digits and a stride-32 backbone: FastMIM's 32-px squares would hide the whole image (the encoder
+    # would learn a constant), so the default squares shrink to keep a 4 x 4 grid; asked for, it is refused
+    net = MaskedImageModel(timm.create_model('test_resnet'), img_size=32)
+    assert (net.stride, net.mask_patch) == (32, 8)
+    _, (pred, _, cell_mask) = net(torch.randn(4, 3, 32, 32))
+    assert pred.shape == (4, 1, 16, 27) and cell_mask.sum((1, 2)).tolist() == [12] * 4  # 12 of 16 squares
+    with pytest.raises(ValueError, match='masks all of a grid of 1 mask patch'):
+        MaskedImageModel(timm.create_model('test_resnet'), img_size=32, mask_patch=32)
+    assert MaskedImageModel(timm.create_model('test_resnet'), img_size=128).mask_patch == 32  # FastMIM's own
+    with pytest.raises(ValueError, match='multiple of the patch embedding.s stride'):
+        MaskedImageModel(timm.create_model('test_resnet'), img_size=64, mask_patch=12)  # HOG cells of 8 px
     with pytest.raises(ValueError, match='HOG cells of 6 px'):
         MaskedImageModel(timm.create_model('test_resnet'), img_size=64, hog_cell=6)
     with pytest.raises(ValueError, match='cannot take 48x48'):  # a ViT of fixed input size, FastMIM-P sizes
         MaskedImageModel(timm.create_model('test_vit', img_size=64, dynamic_img_size=False), img_size=64,
                          mask_patch=16, sizes=[48, 64], size_epochs=[0, 1])
-    net = MaskedImageModel(timm.create_model('test_resnet'), img_size=64, mask_patch=64, mask_ratio=0.5)
-    _, (_, _, token_mask) = net(torch.randn(3, 3, 64, 64))
-    assert token_mask.all()  # one 64-px square covers all four 32-px tokens: masked together
+    net = MaskedImageModel(timm.create_model('test_resnet'), img_size=128, mask_patch=64, mask_ratio=0.5)
+    _, (_, _, cell_mask) = net(torch.randn(3, 3, 128, 128))
+    assert (cell_mask.all(-1) == cell_mask.any(-1)).all()  # a 64-px square covers 2 x 2 tokens of 32 px wholly
+    assert cell_mask.all(-1).sum(1).tolist() == [8] * 3  # two of the four squares: 8 of 16 tokens
 
 
 def test_pretrain_on_digits_then_finetune_from_the_encoder(tiny, tmp_path):
@@ -163,9 +177,10 @@ def test_fastmim_p_enlarges_the_input_epoch_by_epoch(tiny, monkeypatch):
     monkeypatch.setattr(mim_module, 'final_feature_map', record)
     recipe = load_recipe(RECIPES / 'fastmim_p.yaml')
     assert recipe['paradigm'] == 'fastmim' and len(recipe['mim_sizes']) == len(recipe['mim_size_epochs']) > 1
+    # the recipe's 32-px squares would hide all of a 32-px image: 16-px squares here
     small = dict(dataset='digits', data_dir='', model='test_resnet', img_size=64, mim_sizes=[32, 64],
-                 mim_size_epochs=[0, 1], mim_decoder_dim=0, mim_decoder_depth=1, epochs=2, batch_size=16,
-                 max_steps_per_epoch=2, warmup_epochs=0, workers=0, threads=1, amp=False, progress=False)
+                 mim_mask_patch=16, mim_size_epochs=[0, 1], mim_decoder_dim=0, mim_decoder_depth=1, epochs=2,
+                 batch_size=16, max_steps_per_epoch=2, warmup_epochs=0, workers=0, threads=1, amp=False, progress=False)
     cfg = tiny()
     train(make_config({**recipe, **small, 'output': cfg.output}))
     assert seen == [32, 32, 64, 64]
@@ -182,5 +197,5 @@ def test_fastmim_recipe_and_config_errors(tiny):
         tiny(paradigm='fastmim', mim_sizes=[16, 32])
     with pytest.raises(ConfigError, match='within 1..img_size'):
         tiny(paradigm='fastmim', mim_sizes=[32, 64], mim_size_epochs=[0, 1])
-    with pytest.raises(ConfigError, match='test_resnet: the mask patch \\(16 px\\)'):
-        train(tiny(paradigm='fastmim', mim_mask_patch=16))
+    with pytest.raises(ConfigError, match='test_resnet: the mask patch \\(12 px\\)'):
+        train(tiny(paradigm='fastmim', mim_mask_patch=12))

@@ -3,16 +3,20 @@
 :class:`MaskedImageModel` wraps a staged timm / zoo backbone (``forward_intermediates`` and ``feature_info``,
 the zoo's model contract): ViTs, Swin / PVT / SLAB, ViG, Wave-MLP, CNNs alike.
 
-- Masking: a random set of ``mask_patch`` x ``mask_patch`` squares per image, ``mask_patch`` a multiple of the
-  backbone's largest stride, so every token of the last stage is wholly masked or wholly visible.
+- Masking: a random set of ``mask_patch`` x ``mask_patch`` squares per image. FastMIM masks 32-px squares of
+  128-px images (the largest stride of a hierarchical backbone: a 4 x 4 grid); by default the squares are the
+  largest stride too, shrunk on small inputs to keep at least that 4 x 4 grid (a 32-px square would hide all
+  of a 32-px digit) but never below the patch embedding's stride or a target cell, so that every embedding
+  position and every target cell is wholly masked or wholly visible. A grid on which the ratio hides
+  nothing or everything is refused.
 - Mask token: a learned vector written into the masked positions of the backbone's patch embedding, i.e. the
   output of its first convolution (the ViT / Swin / PVT patch projection, a CNN or ViG stem's first conv),
   through a forward hook. The backbone's code and state-dict layout stay untouched, so the pre-trained
   encoder loads into a plain ``timm.create_model(name)``. (A stem conv wider than its stride lets a visible
   position see the rim pixel of a neighbouring masked square; with masks of 16-32 px this is negligible.)
 - Decoder: a light transformer over the last-stage tokens, sized to the backbone, predicting per token the
-  HOG cells (or pixels) of its ``stride`` x ``stride`` patch; the loss is the mean squared error on masked
-  tokens only.
+  HOG cells (or pixels) of its ``stride`` x ``stride`` patch; the loss is the mean squared error on the
+  masked cells (pixels) only, as SimMIM counts masked pixels when its squares are finer than a token.
 - FastMIM-P: ``sizes`` / ``size_epochs`` enlarge the input resolution epoch by epoch; batches are resized on
   their device, the epoch is derived from the global step (so the schedule survives ``--resume``).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -28,11 +33,15 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
-from .hog import hog_patch_targets, pixel_patch_targets
+from .hog import hog_patch_targets, patchify, pixel_patch_targets
 from .training_net import TrainingNet
 
 __all__ = ['random_block_mask', 'patch_embedding_conv', 'final_feature_map', 'MIMDecoder', 'MaskedImageModel',
            'masked_mse_loss', 'size_for_epoch']
+
+
+def _lcm(a: int, b: int) -> int:
+    return a * b // math.gcd(a, b)
 
 
 def random_block_mask(batch: int, grid: tuple[int, int], ratio: float, device: torch.device | str = 'cpu',
@@ -107,18 +116,22 @@ def _init_weights(m: nn.Module) -> None:
 
 
 def masked_mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the masked tokens only: ``pred`` / ``target`` (B, L, D), ``mask`` (B, L) bool."""
+    """Mean squared error over the masked entries only: ``pred`` / ``target`` (..., D), ``mask`` (...) bool (one
+    flag per token, or per target cell of each token)."""
     return (pred.float()[mask] - target[mask]).pow(2).mean()
 
 
 class MaskedImageModel(TrainingNet):
-    """A backbone (``student``) pre-trained by FastMIM; forward gives ``(None, (prediction, target, mask))``.
+    """A backbone (``student``) pre-trained by FastMIM; forward gives ``(None, (prediction, target, mask))``:
+    prediction and target (B, L, K, D) hold the D values of each of the K target cells (HOG cells or pixels) of
+    the L last-stage tokens, mask (B, L, K) flags the masked cells.
 
     Args:
         student: the backbone; its state dict is what pre-training produces.
         img_size: the input size the loader delivers (the largest of ``sizes``).
         mask_ratio: share of mask squares hidden per image.
-        mask_patch: side of a mask square in pixels; 0 uses the backbone's largest stride.
+        mask_patch: side of a mask square in pixels; 0: the largest stride, shrunk to keep a 4 x 4 grid on
+            small inputs (see the module notes).
         target: 'hog' (FastMIM) or 'pixel' (SimMIM-style RGB regression).
         hog_bins, hog_cell: orientation bins and cell size of the HOG target.
         norm_target: L2-normalise each HOG cell / standardise each pixel patch.
@@ -142,40 +155,79 @@ class MaskedImageModel(TrainingNet):
         self.student = student
         last = student.feature_info[-1]
         self.stride = int(last['reduction'])
-        self.mask_patch = mask_patch or self.stride
-        if self.mask_patch % self.stride:
-            raise ValueError(f'the mask patch ({self.mask_patch} px) must be a multiple of the backbone\'s '
-                             f'largest stride ({self.stride} px), so that each last-stage token is wholly masked '
-                             f'or visible')
         self.sizes = list(sizes) or [img_size]
         self.size_epochs = list(size_epochs) or [0]
-        for size in self.sizes:
-            if size % self.mask_patch:
-                raise ValueError(f'input size {size} is not a multiple of the mask patch ({self.mask_patch} px)')
-        num_cells = min(self.sizes) ** 2 // self.mask_patch ** 2
-        if num_cells - int(num_cells * (1. - mask_ratio)) < 1:
-            raise ValueError(f'mask ratio {mask_ratio} masks nothing on a grid of {num_cells} mask patches; '
-                             f'raise it or use a smaller mask patch')
         if target == 'hog':
             if self.stride % hog_cell:
                 raise ValueError(f'HOG cells of {hog_cell} px must tile the backbone\'s {self.stride}-px stride; '
                                  f'choose a cell size that divides it')
+            self.cell = hog_cell
             out_dim = (self.stride // hog_cell) ** 2 * in_chans * hog_bins
         elif target == 'pixel':
+            self.cell = 1
             out_dim = self.stride ** 2 * in_chans
         else:
             raise ValueError(f"MIM target must be 'hog' or 'pixel', got {target!r}")
+        self.embed_conv = patch_embedding_conv(student)
+        self.embed_stride = self._embedding_stride(in_chans)
+        self.mask_patch = mask_patch or self._default_mask_patch()
+        self._check_mask_geometry(mask_ratio)
         self.mask_ratio, self.target = mask_ratio, target
         self.hog_bins, self.hog_cell, self.norm_target = hog_bins, hog_cell, norm_target
         self.epochs = epochs
         self.input_size = self.sizes[0]
-        self.embed_conv = patch_embedding_conv(student)
         encoder_chs = int(last['num_chs'])
         dim = decoder_dim or min(256, max(32, 32 * round(encoder_chs / 64)))
         self.decoder = MIMDecoder(self.embed_conv.out_channels, encoder_chs, out_dim, dim, decoder_depth)
         self._grid_mask: Optional[torch.Tensor] = None
         self.embed_conv.register_forward_hook(self._insert_mask_token)
         self._check_sizes(in_chans)
+
+    @torch.no_grad()
+    def _embedding_stride(self, in_chans: int) -> int:
+        """The stride of the patch embedding, where the mask token goes: measured on one probe at the largest
+        size (every size is checked by :meth:`_check_sizes`)."""
+        size = max(self.sizes)
+        seen: list[int] = []
+        handle = self.embed_conv.register_forward_hook(lambda m, a, out: seen.append(out.shape[-1]))
+        was_training = self.student.training
+        self.student.eval()
+        try:
+            final_feature_map(self.student, torch.zeros(1, in_chans, size, size,
+                                                         device=next(self.student.parameters()).device))
+        except Exception as e:  # the backbone's own error, whatever its type
+            raise ValueError(f'the backbone cannot take {size}x{size} inputs ({e})') from e
+        finally:
+            handle.remove()
+            self.student.train(was_training)
+        return max(size // seen[0], 1)
+
+    def _default_mask_patch(self) -> int:
+        """The largest stride, or a smaller square that keeps a 4 x 4 grid at the smallest input size, kept a
+        multiple of the embedding stride and of the target cell."""
+        unit = _lcm(self.embed_stride, self.cell)
+        patch = min(self.stride, min(self.sizes) // 4)
+        return max(unit, patch // unit * unit)
+
+    def _check_mask_geometry(self, mask_ratio: float) -> None:
+        unit = _lcm(self.embed_stride, self.cell)
+        if self.mask_patch % unit:
+            raise ValueError(f'the mask patch ({self.mask_patch} px) must be a multiple of the patch embedding\'s '
+                             f'stride ({self.embed_stride} px) and of the target cell ({self.cell} px), so that '
+                             f'each embedding position and target cell is wholly masked or visible')
+        for size in self.sizes:
+            if size % self.mask_patch or size % self.stride:
+                raise ValueError(f'input size {size} must be a multiple of the mask patch ({self.mask_patch} px) '
+                                 f'and of the backbone\'s largest stride ({self.stride} px)')
+        num_cells = (min(self.sizes) // self.mask_patch) ** 2
+        visible = int(num_cells * (1. - mask_ratio))
+        if visible == num_cells:
+            raise ValueError(f'mask ratio {mask_ratio} masks nothing on a grid of {num_cells} mask patches; '
+                             f'raise it or use a smaller mask patch')
+        if visible < 1:
+            raise ValueError(f'mask ratio {mask_ratio} masks all of a grid of {num_cells} mask patch(es) of '
+                             f'{self.mask_patch} px at {min(self.sizes)} px: the encoder would never see the '
+                             f'image; use a smaller --mim-mask-patch, larger images or a lower ratio')
 
     @torch.no_grad()
     def _check_sizes(self, in_chans: int) -> None:
@@ -233,11 +285,13 @@ class MaskedImageModel(TrainingNet):
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode='bilinear', align_corners=False,
                               antialias=True)
-        h, w = x.shape[-2] // self.mask_patch, x.shape[-1] // self.mask_patch
-        mask = random_block_mask(x.shape[0], (h, w), self.mask_ratio, x.device)
+        b, h, w = x.shape[0], x.shape[-2] // self.mask_patch, x.shape[-1] // self.mask_patch
+        mask = random_block_mask(b, (h, w), self.mask_ratio, x.device)
         with self._masked(mask):
             features = final_feature_map(self.student, x)
         pred = self.decoder(features)
-        scale = self.mask_patch // self.stride
-        token_mask = mask.repeat_interleave(scale, 1).repeat_interleave(scale, 2).flatten(1)
-        return None, (pred, self.targets(x), token_mask)
+        scale = self.mask_patch // self.cell  # mask squares -> target cells, then grouped per last-stage token
+        cells = mask.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+        cell_mask = patchify(cells.unsqueeze(1).float(), self.stride // self.cell).bool()  # (B, L, K)
+        k = cell_mask.shape[-1]
+        return None, (pred.view(b, pred.shape[1], k, -1), self.targets(x).view(b, pred.shape[1], k, -1), cell_mask)

@@ -1,0 +1,264 @@
+"""``python -m zoo.train.proof``: every training paradigm against its baseline on the embedded digits, one table.
+
+Each row trains with the shared engine (:func:`zoo.train.train`, nothing else) on scikit-learn's digits at
+32 px, with fixed seeds and one intra-op thread, and compares the paradigm's held-out top-1 with a baseline
+trained on the same budget:
+
+- ``supervised``: ghostnet_050 from scratch, against chance (10%); also the student alone of the next rows.
+- ``teacher``: pvt_v2_b0 from scratch (a transformer: heterogeneous to the CNN students), against chance.
+- ``kd`` / ``ofa``: ghostnet_050 distilled from that teacher (KL on logits; OFA-KD's stage branches), against
+  the student alone.
+- ``ghostnetv3``: GhostNetV3's recipe (soft-target CE from the teacher, EMA, re-parameterised deploy form) on
+  ghostnetv3_050, scored in its fused deploy form, against ghostnetv3_050 trained plainly.
+- ``fastmim``: FastMIM pre-training (no labels) then fine-tuning from the encoder, against the same model from
+  scratch with the fine-tuning budget; ``--fastmim-models`` runs it for several families.
+- ``gpt4image``: ghostnet_050 with the alignment term, against the student alone. No text encoder's weights
+  are available offline, so the embeddings are a stated stand-in: per digit class, a hand-written vector of
+  visual traits (closed loops, straight / curved / diagonal strokes, where the mass lies), the kind of content
+  an LLM's description carries; images of a class share it. The row shows that the alignment term trains
+  beside classification without harming it; it does not measure the gain real per-image descriptions give.
+
+``--quick`` is the short version CI runs (tests/train/test_proof.py). Wall times depend on the machine's load;
+CPU seconds (this process, one thread) are the budget.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .config import ConfigError, make_config
+from .data import DataError, build_datasets
+from .models import check_model_name
+from .run import train
+from .text_align import sample_keys, write_text_embeddings
+
+__all__ = ['ROWS', 'Budget', 'FULL', 'QUICK', 'Row', 'DIGIT_TRAITS', 'trait_embeddings', 'run_proof',
+           'format_table', 'main']
+
+ROWS = ('supervised', 'teacher', 'kd', 'ofa', 'ghostnetv3', 'fastmim', 'gpt4image')
+STUDENT, TEACHER, V3_STUDENT, MIM_MODEL = 'ghostnet_050', 'pvt_v2_b0', 'ghostnetv3_050', 'pvt_v2_b0'
+CHANCE = 10.
+
+#: what each digit looks like, as numbers: closed loops, a vertical stroke, a horizontal stroke, a diagonal
+#: stroke, curved strokes, mass in the top half, mass in the bottom half, open to the left, open to the right
+TRAIT_NAMES = ('loops', 'vertical', 'horizontal', 'diagonal', 'curved', 'top', 'bottom', 'open_left',
+               'open_right')
+DIGIT_TRAITS: dict[int, tuple[float, ...]] = {
+    0: (1, 0, 0, 0, 1, 1, 1, 0, 0),
+    1: (0, 1, 0, 0, 0, 1, 1, 0, 0),
+    2: (0, 0, 1, 1, 1, 1, 1, 1, 0),
+    3: (0, 0, 0, 0, 1, 1, 1, 1, 0),
+    4: (0, 1, 1, 1, 0, 1, 0, 0, 0),
+    5: (0, 1, 1, 0, 1, 1, 1, 0, 1),
+    6: (1, 0, 0, 1, 1, 0, 1, 0, 1),
+    7: (0, 0, 1, 1, 0, 1, 0, 1, 0),
+    8: (2, 0, 0, 0, 1, 1, 1, 0, 0),
+    9: (1, 1, 0, 0, 1, 1, 0, 1, 0),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Epochs (and optimizer steps per epoch; 0: the whole split, 45 batches of 32) of each kind of run."""
+    epochs: int  # students, fine-tuning and every baseline
+    teacher_epochs: int
+    mim_epochs: int  # FastMIM pre-training
+    max_steps: int = 0
+
+    def describe(self, epochs: int, img_size: int = 32) -> str:
+        return f'{epochs} ep' + (f' x {self.max_steps} steps' if self.max_steps else '') + f', {img_size} px'
+
+
+FULL = Budget(epochs=3, teacher_epochs=8, mim_epochs=3)
+QUICK = Budget(epochs=3, teacher_epochs=3, mim_epochs=1, max_steps=15)
+V3_SIZE = 64  # GhostNetV3's last stages pool 2 x 2: 32-px inputs leave them a 1 x 1 map
+
+
+@dataclass
+class Row:
+    """One line of the table: the paradigm's held-out top-1 against its baseline's, and what it cost."""
+    row: str
+    model: str
+    method: str
+    top1: float
+    baseline: str
+    baseline_top1: float
+    budget: str
+    wall_s: float = 0.
+    cpu_s: float = 0.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def delta(self) -> float:
+        return self.top1 - self.baseline_top1
+
+
+def trait_embeddings(cfg_values: dict[str, Any], path: Path) -> Path:
+    """The GPT4Image stand-in: every digits training image keyed as the engine expects, embedded as its class's
+    :data:`DIGIT_TRAITS` (centred, unit length)."""
+    cfg = make_config(cfg_values)
+    keys = sample_keys(cfg, build_datasets(cfg).train)
+    table = torch.tensor([DIGIT_TRAITS[c] for c in range(10)], dtype=torch.float32)
+    table = torch.nn.functional.normalize(table - table.mean(0), dim=1)
+    vectors = table[[int(k.split('/')[1]) for k in keys]]
+    return write_text_embeddings(path, keys, vectors, {'encoder': 'digit traits (zoo.train.proof stand-in)',
+                                                       'traits': ','.join(TRAIT_NAMES)})
+
+
+class _Runs:
+    """Runs of the engine by name, each once, with its summary, wall and CPU seconds; output in a log file."""
+
+    def __init__(self, out: Path, budget: Budget, verbose: bool):
+        self.out, self.budget, self.verbose = out, budget, verbose
+        self.common = dict(dataset='digits', img_size=32, batch_size=32, progress=False, threads=1, seed=42,
+                           max_steps_per_epoch=budget.max_steps, overwrite=True, workers=0, device='cpu')
+        self.done: dict[str, tuple[dict[str, Any], float, float]] = {}
+
+    def __call__(self, name: str, **options: Any) -> dict[str, Any]:
+        if name not in self.done:
+            folder = self.out / name
+            cfg = make_config({**self.common, 'epochs': self.budget.epochs, **options, 'output': str(folder)})
+            log = io.StringIO()
+            t0, c0 = time.perf_counter(), time.process_time()
+            with contextlib.redirect_stdout(log):
+                summary = train(cfg)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            (folder / 'log.txt').write_text(log.getvalue())
+            self.done[name] = (summary, wall, cpu)
+            result = (f'{summary["final_top1"]:.2f}%' if summary['final_top1'] is not None
+                      else f'held-out loss {summary["final_val_loss"]:.4f}')
+            if self.verbose:
+                print(f'  {name:<22} {cfg.model:<22} {result:>22}  {wall:6.1f}s wall {cpu:6.1f}s CPU', flush=True)
+        return self.done[name][0]
+
+    def cost(self, *names: str) -> tuple[float, float]:
+        return sum(self.done[n][1] for n in names), sum(self.done[n][2] for n in names)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """The run's metrics, one dict per epoch."""
+        return [json.loads(line) for line in (self.out / name / 'metrics.jsonl').read_text().splitlines()]
+
+
+def run_proof(out: str | Path, budget: Budget = FULL, rows: Sequence[str] = ROWS,
+              fastmim_models: Sequence[str] = (MIM_MODEL,), verbose: bool = True) -> list[Row]:
+    """Train every requested row and its baseline under ``out``; returns the table's rows."""
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise ConfigError(f'unknown row(s) {unknown}; choose from {", ".join(ROWS)}')
+    for name in fastmim_models:
+        check_model_name(name)
+    out = Path(out)
+    runs = _Runs(out, budget, verbose)
+    b = budget
+    table: list[Row] = []
+
+    def add(row: Row, *owned: str) -> None:
+        row.wall_s, row.cpu_s = runs.cost(*owned)
+        table.append(row)
+
+    def student() -> float:
+        return runs('student', model=STUDENT)['final_top1']
+
+    def teacher() -> str:
+        runs('teacher', model=TEACHER, epochs=b.teacher_epochs)
+        return str(out / 'teacher' / 'last.pth')
+
+    if 'supervised' in rows or any(r in rows for r in ('kd', 'ofa', 'gpt4image')):
+        add(Row('supervised', STUDENT, 'cross-entropy from scratch', student(), 'chance', CHANCE,
+                b.describe(b.epochs)), 'student')
+    if any(r in rows for r in ('teacher', 'kd', 'ofa', 'ghostnetv3')):
+        teacher()
+        add(Row('teacher', TEACHER, 'cross-entropy from scratch', runs.done['teacher'][0]['final_top1'],
+                'chance', CHANCE, b.describe(b.teacher_epochs)), 'teacher')
+    for row, distill, method in (('kd', 'kd', 'KD (KL on logits)'), ('ofa', 'ofa', 'OFA-KD (stage branches)')):
+        if row in rows:
+            top1 = runs(row, model=STUDENT, distill=distill, teacher=TEACHER, teacher_checkpoint=teacher())[
+                'final_top1']
+            add(Row(row, STUDENT, f'{method} from {TEACHER}', top1, 'student alone', student(),
+                    b.describe(b.epochs)), row)
+    if 'ghostnetv3' in rows:
+        plain = runs('ghostnetv3_plain', model=V3_STUDENT, img_size=V3_SIZE)['final_top1']
+        recipe = runs('ghostnetv3_recipe', model=V3_STUDENT, img_size=V3_SIZE, distill='soft_ce', teacher=TEACHER,
+                      teacher_checkpoint=teacher(), teacher_img_size=32, model_ema=True, model_ema_decay=0.99,
+                      model_ema_warmup=True, reparameterize=True)
+        history = runs.history('ghostnetv3_recipe')
+        add(Row('ghostnetv3', V3_STUDENT, f'soft-target CE from {TEACHER} + EMA, deploy form',
+                recipe['deploy_top1_after'], 'plain training', plain, b.describe(b.epochs, V3_SIZE),
+                extra={'before_fusing_top1': recipe['deploy_top1_before'], 'ema_top1': history[-1].get('val_ema_top1'),
+                       'deploy_params': recipe['deploy_params'],
+                       'train_loss': [history[0]['train_loss'], history[-1]['train_loss']]}),
+            'ghostnetv3_plain', 'ghostnetv3_recipe')
+    if 'fastmim' in rows:
+        for model in fastmim_models:
+            runs(f'fastmim_pretrain_{model}', model=model, paradigm='fastmim', epochs=b.mim_epochs)
+            ft = runs(f'fastmim_finetune_{model}', model=model,
+                      initial_checkpoint=str(out / f'fastmim_pretrain_{model}' / 'last.pth'))['final_top1']
+            scratch = runs(f'scratch_{model}', model=model)['final_top1']
+            add(Row('fastmim', model, f'FastMIM pre-training ({b.describe(b.mim_epochs)}) + fine-tuning', ft,
+                    'scratch', scratch, b.describe(b.epochs)),
+                f'fastmim_pretrain_{model}', f'fastmim_finetune_{model}', f'scratch_{model}')
+    if 'gpt4image' in rows:
+        path = trait_embeddings(dict(runs.common), out / 'digit_traits.safetensors')
+        top1 = runs('gpt4image', model=STUDENT, paradigm='gpt4image', text_embeddings=str(path))['final_top1']
+        add(Row('gpt4image', STUDENT, 'CE + alignment with digit-trait embeddings (stand-in)', top1,
+                'student alone', student(), b.describe(b.epochs)), 'gpt4image')
+    return table
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table."""
+    head = ('row', 'model', 'what', 'top-1 %', 'baseline', 'baseline %', 'delta', 'budget', 'wall s', 'CPU s')
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join('---' for _ in head) + '|']
+    for r in rows:
+        cells = (r.row, r.model, r.method, f'{r.top1:.2f}', r.baseline, f'{r.baseline_top1:.2f}', f'{r.delta:+.2f}',
+                 r.budget, f'{r.wall_s:.0f}', f'{r.cpu_s:.0f}')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit status 2 (argparse would print the usage too)
+        raise ConfigError(f'{message} (python -m zoo.train.proof --help)')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog='python -m zoo.train.proof', description=__doc__.split('\n\n')[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--quick', action='store_true', help='the short CI budget instead of the full one')
+    p.add_argument('--rows', nargs='+', default=list(ROWS), metavar='ROW', help=f'rows to run: {", ".join(ROWS)}')
+    p.add_argument('--fastmim-models', nargs='+', default=[MIM_MODEL], metavar='NAME',
+                   help='models of the fastmim row (one row each)')
+    p.add_argument('--output', default='runs/proof', help='folder for the runs (overwritten)')
+    p.add_argument('--json', default='', metavar='PATH', help='also write the rows as JSON')
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry: the table on stdout; bad input is one line on stderr and exit status 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        budget = QUICK if args.quick else FULL
+        print(f'training {len(args.rows)} row(s) under {args.output}/ ({"quick" if args.quick else "full"} '
+              f'budget; per run: name, model, held-out result, time)', flush=True)
+        start = time.perf_counter()
+        rows = run_proof(args.output, budget, args.rows, args.fastmim_models)
+    except (ConfigError, DataError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(f'\n{format_table(rows)}\n\n{time.perf_counter() - start:.0f}s in all; the runs are in {args.output}/')
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
