@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -121,6 +122,8 @@ class TrainConfig:
     align_temperature: float = 0.07
     # end of training
     reparameterize: bool = False  # fuse to the deploy form at the end and save model_deploy.pth
+    push_to_hub: str = ''  # ORG/NAME: save <output>/hub (config.json, model.safetensors, card) and upload it
+    hub_private: bool = False  # create the --push-to-hub repository private
     # run control
     output: str = ''  # run folder; '' makes runs/<time>-<model>-<dataset>
     resume: bool = False  # continue the run in --output (or the newest under runs/)
@@ -209,10 +212,21 @@ def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     return make_config(values)
 
 
+#: defaults a paradigm changes (beneath its recipe and flags): FastMIM regresses a weak, noisy target, and at
+#: the supervised digits rate (3e-3) the encoder collapses to a constant within an epoch (its last stage keeps
+#: ~1% per-image variation) and fine-tuning from it stays at chance; FastMIM's own rate is lower still
+#: (1.5e-4 per 256 images)
+PARADIGM_DEFAULTS: dict[str, dict[str, Any]] = {'fastmim': {'lr': 3e-4}}
+
+
 def make_config(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from a plain mapping, with types checked and lists normalised."""
+    """A TrainConfig from a plain mapping, with types checked and lists normalised; options not given take the
+    paradigm's defaults (:data:`PARADIGM_DEFAULTS`), then TrainConfig's."""
     types_ = _field_types()
     clean = {}
+    values = {**PARADIGM_DEFAULTS.get(values.get('paradigm') or 'supervised', {}), **values}
+    if values.get('data_dir') and 'dataset' not in values:  # a data folder given means training on it
+        values['dataset'] = 'folder'
     for k, v in values.items():
         if k not in types_:
             raise ConfigError(f'unknown option {k!r}')
@@ -235,6 +249,15 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"dataset must be 'digits' or 'folder', got {cfg.dataset!r}")
     if cfg.dataset == 'folder' and not cfg.data_dir:
         raise ConfigError('dataset folder needs --data-dir (a folder with train/ and val/ class folders)')
+    if cfg.dataset == 'digits' and cfg.data_dir:
+        raise ConfigError(f'--data-dir {cfg.data_dir} is not read with --dataset digits (the embedded set); '
+                          f'drop --dataset digits (or pass --dataset folder) to train on the folder')
+    _check_ranges(cfg)
+    if cfg.opt.lower().split('_')[-1] not in _optimizers():
+        raise ConfigError(f'--opt {cfg.opt!r} is not an optimizer timm knows; e.g. adamw, sgd, lamb, lion '
+                          f'(timm.optim.list_optimizers() lists them)')
+    if cfg.sched not in SCHEDULERS:
+        raise ConfigError(f'--sched {cfg.sched!r} is not a scheduler; choose one of {", ".join(SCHEDULERS)}')
     if cfg.on_corrupt not in ('skip', 'error'):
         raise ConfigError(f"on_corrupt must be 'skip' or 'error', got {cfg.on_corrupt!r}")
     if cfg.distill not in ('none', 'kd', 'soft_ce', 'ofa'):
@@ -255,12 +278,62 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.distill == 'ofa' and len(cfg.ofa_eps) not in (1, len(cfg.ofa_stages) + 1):
         raise ConfigError(f'ofa_eps takes one value or one per stage plus one for the logits '
                           f'({len(cfg.ofa_stages) + 1}); got {len(cfg.ofa_eps)}')
+    if cfg.push_to_hub and (cfg.push_to_hub.count('/') != 1 or not all(cfg.push_to_hub.split('/'))):
+        raise ConfigError(f'--push-to-hub takes a Hub repository id ORG/NAME, got {cfg.push_to_hub!r}')
+    if cfg.hub_private and not cfg.push_to_hub:
+        raise ConfigError('--hub-private applies to --push-to-hub ORG/NAME; add it or drop --hub-private')
     if cfg.paradigm not in ('supervised', 'fastmim', 'gpt4image'):
         raise ConfigError(f"paradigm must be one of supervised, fastmim, gpt4image; got {cfg.paradigm!r}")
     if cfg.paradigm == 'fastmim':
         _validate_fastmim(cfg)
     if cfg.paradigm == 'gpt4image':
         _validate_gpt4image(cfg)
+
+
+#: timm's create_scheduler_v2 names
+SCHEDULERS = ('cosine', 'tanh', 'step', 'multistep', 'plateau', 'poly', 'wsd', 'rsqrt', 'constant', 'none')
+
+_INF = math.inf
+#: numeric options and their allowed ranges (low, high, low included, high included); None values are skipped
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    'lr': (0, _INF, False, False), 'min_lr': (0, _INF, True, False), 'warmup_lr': (0, _INF, True, False),
+    'weight_decay': (0, _INF, True, False), 'momentum': (0, 1, True, True), 'decay_rate': (0, _INF, False, False),
+    'decay_epochs': (0, _INF, False, False), 'warmup_epochs': (0, _INF, True, False),
+    'clip_grad': (0, _INF, False, False), 'model_ema_decay': (0, 1, False, True),
+    'img_size': (1, _INF, True, False), 'teacher_img_size': (1, _INF, True, False),
+    'num_classes': (1, _INF, True, False), 'workers': (0, _INF, True, False), 'threads': (0, _INF, True, False),
+    'max_steps_per_epoch': (0, _INF, True, False), 'smoothing': (0, 1, True, False), 'drop': (0, 1, True, False),
+    'drop_path': (0, 1, True, False), 'crop_pct': (0, 1, False, True), 'hflip': (0, 1, True, True),
+    'reprob': (0, 1, True, True), 'color_jitter': (0, _INF, True, False), 'mixup': (0, _INF, True, False),
+    'cutmix': (0, _INF, True, False), 'mixup_prob': (0, 1, True, True), 'mixup_switch_prob': (0, 1, True, True),
+    'gt_loss_weight': (0, _INF, True, False), 'kd_loss_weight': (0, _INF, True, False),
+    'kd_temperature': (0, _INF, False, False), 'ofa_temperature': (0, _INF, False, False),
+    'ofa_loss_weight': (0, _INF, True, False),
+}
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    """Refuse a numeric option that is NaN, infinite or out of its range, naming the flag and the range."""
+    for name, (low, high, low_in, high_in) in _RANGES.items():
+        v = getattr(cfg, name)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f'--{name.replace("_", "-")} takes a number, got {v!r}')
+        ok = math.isfinite(v) and (v >= low if low_in else v > low) and (v <= high if high_in else v < high)
+        if not ok:
+            lo = f'{"[" if low_in else "("}{low:g}'
+            hi = f'{high:g}{"]" if high_in else ")"}' if high != _INF else 'inf)'
+            raise ConfigError(f'--{name.replace("_", "-")} {v} is out of range: it takes a finite value in {lo}, {hi}')
+    for name in ('scale', 'ratio', 'mean', 'std'):
+        values = getattr(cfg, name) or []
+        if any(not math.isfinite(v) or (v <= 0 and name != 'mean') for v in values):
+            raise ConfigError(f'--{name} {values}: each value must be finite{"" if name == "mean" else " and > 0"}')
+
+
+def _optimizers() -> set[str]:
+    from timm.optim import list_optimizers
+    return set(list_optimizers())
 
 
 def _validate_fastmim(cfg: TrainConfig) -> None:

@@ -21,6 +21,8 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, random_seed
 
+from ..checkpoint_io import CheckpointError
+from ..state_dicts import compare_state_dict
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .config import ConfigError, TrainConfig, parse_config
 from .data import DataError, build_datasets, build_loaders
@@ -31,7 +33,7 @@ from .metrics import write_metrics
 from .models import create_student, create_teacher, read_state_dict
 from .paradigm import build_net, build_objective
 from .plotting import plot_history
-from .rundir import prepare_output, resolve_output, write_config
+from .rundir import RunLock, prepare_output, resolve_output, write_config
 from .text_align import attach_text_embeddings
 
 __all__ = ['train', 'evaluate', 'main']
@@ -43,7 +45,14 @@ def _device(cfg: TrainConfig, info: DistInfo) -> torch.device:
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     if name == 'cuda' and info.distributed:
         name = f'cuda:{info.local_rank}'
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {cfg.device!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == 'cuda' and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f'--device {cfg.device}: no such CUDA device here ({torch.cuda.device_count()} visible); '
+                          f'use --device cpu or auto')
+    return device
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -60,13 +69,16 @@ def _log(info: DistInfo, msg: str) -> None:
         print(msg, flush=True)
 
 
-def _shared_output(cfg: TrainConfig, info: DistInfo) -> Path:
-    """Rank 0 chooses and prepares the run folder; the other ranks receive its path (or its error)."""
+def _shared_output(cfg: TrainConfig, info: DistInfo, locks: Optional[contextlib.ExitStack] = None) -> Path:
+    """Rank 0 chooses and prepares the run folder, holding its run lock in ``locks`` while the run lasts; the other
+    ranks receive its path (or its error)."""
     result: list[Any] = [None]
     if info.is_main:
         try:
             out = resolve_output(cfg)
             if not cfg.evaluate:
+                if locks is not None:
+                    locks.enter_context(RunLock(out))
                 prepare_output(cfg, out)
             result = [str(out)]
         except ConfigError as e:
@@ -111,7 +123,10 @@ def train(cfg: TrainConfig, step_hooks: Iterable[StepHook] = ()) -> dict[str, An
     info = init_distributed('cuda' if cfg.device.startswith('cuda') or (
         cfg.device == 'auto' and torch.cuda.is_available()) else 'cpu')
     try:
-        return evaluate(cfg, info) if cfg.evaluate else _train(cfg, info, tuple(step_hooks))
+        if cfg.evaluate:
+            return evaluate(cfg, info)
+        with contextlib.ExitStack() as locks:
+            return _train(cfg, info, tuple(step_hooks), locks)
     finally:
         cleanup_distributed()
 
@@ -142,8 +157,11 @@ def evaluate(cfg: TrainConfig, info: Optional[DistInfo] = None) -> dict[str, Any
     try:
         student.load_state_dict(sd)
     except RuntimeError:
-        if not _deploy_form(student):  # a deploy-form checkpoint of a re-parameterisable model
-            raise
+        mismatch = compare_state_dict(sd, student.state_dict())
+        # a deploy-form checkpoint of a re-parameterisable model fits the fused student; anything else is refused
+        if not _deploy_form(student) or compare_state_dict(sd, student.state_dict()):
+            raise ConfigError(f'{path} is not a checkpoint of {cfg.model} with {num_classes} classes: '
+                              f'{mismatch.describe(3)}; pass the --model it was trained as') from None
         student.load_state_dict(sd)
     student.to(device)
     metrics = validate(student, val_loader, device=device, autocast=_autocast(cfg, device),
@@ -153,10 +171,16 @@ def evaluate(cfg: TrainConfig, info: Optional[DistInfo] = None) -> dict[str, Any
     return {'checkpoint': str(path), **metrics}
 
 
-def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) -> dict[str, Any]:
-    out = _shared_output(cfg, info)
+def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...],
+           locks: Optional[contextlib.ExitStack] = None) -> dict[str, Any]:
     device, data, num_classes, student, train_loader, val_loader, text_dim = _prepare(
         cfg, info, text_embeddings=cfg.paradigm == 'gpt4image')
+    if len(train_loader) == 0:  # every batch dropped (drop_last): the run would train nothing
+        per_rank = len(data.train) // info.world_size
+        raise ConfigError(f'--batch-size {cfg.batch_size} exceeds the {per_rank} training images '
+                          f'{"per process " if info.world_size > 1 else ""}of {data.description.split(":")[0]}; '
+                          f'use --batch-size {per_rank} or less')
+    out = _shared_output(cfg, info, locks)  # after the data checks: a refused run writes nothing
     teacher = create_teacher(cfg, num_classes).to(device) if cfg.distill != 'none' else None
     net = build_net(cfg, student, teacher, num_classes, text_dim).to(device)
     aux = net.aux_modules()  # trainable parts beside the student: saved apart from its weights
@@ -178,8 +202,14 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
     state = StepState(total_steps=cfg.epochs * updates_per_epoch)
 
     if cfg.resume:
-        ckpt = load_checkpoint(out / 'last.pth')
-        net.student.load_state_dict(ckpt['model'])
+        ckpt = load_checkpoint(out / 'last.pth', require=('model', 'optimizer', 'scheduler', 'epoch', 'step',
+                                                          'best_top1', 'history', 'config', 'rng'))
+        try:
+            net.student.load_state_dict(ckpt['model'])
+        except RuntimeError:
+            raise ConfigError(f'{out / "last.pth"} does not hold a {cfg.model} with {num_classes} classes: '
+                              f'{compare_state_dict(ckpt["model"], net.student.state_dict()).describe(3)}; '
+                              f'start over with --overwrite') from None
         for key, module in aux.items():
             if key not in ckpt:
                 raise ConfigError(f'{out / "last.pth"} holds no {key!r} to resume ({cfg.paradigm} run); '
@@ -264,10 +294,10 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
                 ckpt['ema'] = ema.module.state_dict()
             if scaler is not None:
                 ckpt['scaler'] = scaler.state_dict()
-            atomic_save(ckpt, out / 'last.pth')
-            if is_best:
+            if is_best:  # before last.pth records the new best, so a resume never disagrees with best.pth
                 atomic_save({'model': ckpt['model'], 'epoch': state.epoch, 'val_top1': row['val_top1'],
                              'config': ckpt['config'], 'classes': data.classes}, out / 'best.pth')
+            atomic_save(ckpt, out / 'last.pth')
             write_metrics(state.history, out)
             plot_history(state.history, out / 'curves.png', title=f'{cfg.model} on {cfg.dataset}')
             ema_note = f', EMA {row["val_ema_top1"]:.2f}%' if ema is not None else ''
@@ -284,6 +314,8 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...]) 
     }
     if cfg.reparameterize:
         summary.update(_save_deploy_form(cfg, student, val_loader, device, autocast, out, info))
+    if cfg.push_to_hub and info.is_main:
+        summary['hub'] = _push_to_hub(cfg, student, out, summary)
     if info.is_main:
         atomic_write_text(json.dumps(summary, indent=2) + '\n', out / 'summary.json')
         _print_outputs(out, summary)
@@ -317,6 +349,22 @@ def _save_deploy_form(cfg: TrainConfig, student: nn.Module, val_loader, device, 
             'deploy_params': sum(p.numel() for p in deploy.parameters())}
 
 
+def _push_to_hub(cfg: TrainConfig, student: nn.Module, out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Save the final weights (fused, where the recipe makes a deploy form) as a Hub folder in the run folder and
+    upload it to ``cfg.push_to_hub``; a failed upload keeps the folder and prints how to upload it later."""
+    from ..hub import publish_run
+
+    model = copy.deepcopy(student).cpu().eval()
+    if cfg.reparameterize:
+        _deploy_form(model)
+    metrics = {'dataset': cfg.dataset, 'img_size': cfg.img_size, 'paradigm': cfg.paradigm,
+               **{k: summary[k] for k in ('epochs', 'final_top1', 'best_top1', 'final_val_loss', 'deploy_top1_after')
+                  if summary.get(k) is not None}}
+    return publish_run(model, out / 'hub', cfg.push_to_hub, private=cfg.hub_private, metrics=metrics,
+                       weights_from=f'trained with train.py ({"deploy form of " if cfg.reparameterize else ""}'
+                                    f'the final epoch)')
+
+
 def _print_outputs(out: Path, summary: dict[str, Any]) -> None:
     if summary['final_top1'] is None:  # pre-training: no classifier scored
         result = f'held-out loss: {summary["final_val_loss"]:.4f}'
@@ -331,6 +379,9 @@ def _print_outputs(out: Path, summary: dict[str, Any]) -> None:
     ]
     if (out / 'model_deploy.pth').exists():
         lines.append(f'  deploy form {out / "model_deploy.pth"}')
+    if 'hub' in summary:
+        lines.append(f'  hub folder  {summary["hub"]["folder"]}'
+                     f'{" (uploaded)" if summary["hub"]["uploaded"] else " (not uploaded)"}')
     lines += [f'  metrics     {out / "metrics.csv"} ({out / "metrics.jsonl"})',
               f'  plot        {out / "curves.png"}',
               f'  summary     {out / "summary.json"}']
@@ -342,7 +393,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         cfg = parse_config(argv)
         train(cfg)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, CheckpointError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     return 0
