@@ -7,7 +7,7 @@ resampled, like absolute position embeddings are.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +15,10 @@ import torch.nn.functional as F
 
 def resample_attention_bias(
         bias: torch.Tensor,
-        query_size: Sequence[int],
-        key_size: Sequence[int],
-        new_query_size: Sequence[int],
-        new_key_size: Sequence[int],
+        query_size: List[int],
+        key_size: List[int],
+        new_query_size: List[int],
+        new_key_size: List[int],
         interpolation: str = 'bicubic',
         antialias: bool = True,
 ) -> torch.Tensor:
@@ -28,22 +28,22 @@ def resample_attention_bias(
     grid (every key's bias map over the queries is an image). Returns ``bias`` itself when both grids
     already match.
     """
-    qh, qw = query_size
-    kh, kw = key_size
-    nqh, nqw = new_query_size
-    nkh, nkw = new_key_size
-    if bias.shape[-2:] != (qh * qw, kh * kw):
-        raise ValueError(f'bias of shape {tuple(bias.shape)} does not match query grid {qh}x{qw} '
+    qh, qw = query_size[0], query_size[1]
+    kh, kw = key_size[0], key_size[1]
+    nqh, nqw = new_query_size[0], new_query_size[1]
+    nkh, nkw = new_key_size[0], new_key_size[1]
+    if bias.shape[-2] != qh * qw or bias.shape[-1] != kh * kw:
+        raise ValueError(f'bias of shape {list(bias.shape)} does not match query grid {qh}x{qw} '
                          f'and key grid {kh}x{kw}')
-    if (qh, qw, kh, kw) == (nqh, nqw, nkh, nkw):
+    if qh == nqh and qw == nqw and kh == nkh and kw == nkw:
         return bias
-    lead = bias.shape[:-2]
+    lead = list(bias.shape[:-2])
     orig_dtype = bias.dtype
     b = bias.float().reshape(-1, qh * qw, kh, kw)
-    if (kh, kw) != (nkh, nkw):
+    if kh != nkh or kw != nkw:
         b = F.interpolate(b, size=(nkh, nkw), mode=interpolation, antialias=antialias)
     b = b.reshape(-1, qh, qw, nkh * nkw).permute(0, 3, 1, 2)
-    if (qh, qw) != (nqh, nqw):
+    if qh != nqh or qw != nqw:
         b = F.interpolate(b, size=(nqh, nqw), mode=interpolation, antialias=antialias)
-    b = b.permute(0, 2, 3, 1).reshape(*lead, nqh * nqw, nkh * nkw)
+    b = b.permute(0, 2, 3, 1).reshape(lead + [nqh * nqw, nkh * nkw])
     return b.to(orig_dtype)

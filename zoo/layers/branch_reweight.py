@@ -6,7 +6,7 @@ those weights.
 """
 from __future__ import annotations
 
-from typing import Sequence, Type
+from typing import List, Type
 
 import torch
 from torch import nn
@@ -33,11 +33,14 @@ class BranchReweight(nn.Module):
         self.act = act_layer()
         self.fc2 = nn.Conv2d(hidden, dim * num_branches, 1)
 
-    def forward(self, branches: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, branches: List[torch.Tensor]) -> torch.Tensor:
         if len(branches) != self.num_branches:
             raise ValueError(f'expected {self.num_branches} branches, got {len(branches)}')
-        B, C = branches[0].shape[:2]
-        pooled = sum(branches).mean((2, 3), keepdim=True)
+        B, C = branches[0].shape[0], branches[0].shape[1]
+        total = branches[0]
+        for k in range(1, self.num_branches):
+            total = total + branches[k]
+        pooled = total.mean((2, 3), keepdim=True)
         weights = self.fc2(self.act(self.fc1(pooled)))
         # channel c*num_branches + k weighs branch k of channel c; lay the weights out branch-major so
         # that each branch multiplies a contiguous (B, C, 1, 1) tensor

@@ -11,14 +11,14 @@ from typing import Optional, Tuple, Type
 import torch
 import torch.nn.functional as F
 from torch import nn
-from timm.layers import DropPath
+from timm.layers import DropPath, register_notrace_function, register_notrace_module
 
 from .knn_graph import (
     dilate_neighbours, gather_max_neighbours, knn_graph, resize_relative_position_bias,
     sincos_relative_position_bias,
 )
 
-__all__ = ['MaxRelativeConv', 'DynamicGraphConv', 'Grapher']
+__all__ = ['MaxRelativeConv', 'DynamicGraphConv', 'Grapher', 'grid_position_bias']
 
 
 class MaxRelativeConv(nn.Module):
@@ -45,6 +45,7 @@ class MaxRelativeConv(nn.Module):
         return self.nn(feats)
 
 
+@register_notrace_module  # the graph depends on the data and the grid size: a leaf for torch.fx
 class DynamicGraphConv(nn.Module):
     """Builds a dilated KNN graph from the current features and applies a max-relative graph conv.
 
@@ -92,6 +93,13 @@ class DynamicGraphConv(nn.Module):
         return self.gconv(x, y, idx).reshape(B, -1, H, W)
 
 
+@register_notrace_function  # size-dependent resampling: a leaf for torch.fx
+def grid_position_bias(table: torch.Tensor, grid: int, reduction: int, h: int, w: int) -> torch.Tensor:
+    """A (1, grid**2, (grid // reduction)**2) relative-position table resampled to an (h, w) node grid."""
+    src_key = (grid // reduction, grid // reduction)
+    return resize_relative_position_bias(table, (grid, grid), src_key, (h, w), (h // reduction, w // reduction))
+
+
 class Grapher(nn.Module):
     """``x + drop_path(fc2(graph_conv(fc1(x))))``; the graph conv doubles the channels, fc2 restores them.
 
@@ -126,24 +134,21 @@ class Grapher(nn.Module):
             act_layer=act_layer)
         self.fc2 = nn.Sequential(nn.Conv2d(dim * 2, dim, 1), nn.BatchNorm2d(dim))
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
-        if relative_pos:
-            # a frozen nn.Parameter, as in the official code (it is in the checkpoints and the parameter count)
-            self.relative_pos = nn.Parameter(sincos_relative_position_bias(dim, grid, reduction), requires_grad=False)
-        else:
-            self.relative_pos = None
+        # The official code holds the fixed table in a frozen nn.Parameter that never gets a gradient; a
+        # persistent buffer keeps its state-dict key (the official checkpoints load as they are).
+        self.register_buffer(
+            'relative_pos', sincos_relative_position_bias(dim, grid, reduction) if relative_pos else None)
 
     def position_bias(self, size: Tuple[int, int]) -> Optional[torch.Tensor]:
         """The relative-position bias for a (H, W) node grid, resized from the native grid if needed."""
-        if self.relative_pos is None:
+        table = self.relative_pos
+        if table is None:
             return None
-        r = self.reduction
-        src_key = (self.grid // r, self.grid // r)
-        return resize_relative_position_bias(
-            self.relative_pos, (self.grid, self.grid), src_key, size, (size[0] // r, size[1] // r))
+        return grid_position_bias(table, self.grid, self.reduction, size[0], size[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.fc1(x)
-        x = self.graph_conv(x, self.position_bias(x.shape[-2:]))
+        x = self.graph_conv(x, self.position_bias((x.shape[-2], x.shape[-1])))
         x = self.fc2(x)
         return self.drop_path(x) + shortcut

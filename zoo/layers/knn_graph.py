@@ -74,7 +74,7 @@ def dilate_neighbours(
     """
     if stochastic and training and torch.rand(1).item() < epsilon:
         keep = torch.randperm(k * dilation, device=idx.device)[:k]
-        return idx[..., keep]
+        return idx.index_select(-1, keep)
     return idx[..., ::dilation] if dilation > 1 else idx
 
 
@@ -103,9 +103,9 @@ def _sincos_2d(dim: int, grid: int) -> torch.Tensor:
     """(grid * grid, dim) fixed 2-D sine-cosine embedding: first half encodes rows, second half columns."""
     if dim % 4:
         raise ValueError(f'sine-cosine position embedding needs a channel count divisible by 4, got {dim}')
-    coords = torch.arange(grid, dtype=torch.float32).double()
+    coords = torch.arange(grid, dtype=torch.float32, device='cpu').double()
     rows, cols = torch.meshgrid(coords, coords, indexing='ij')
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64, device='cpu') / (dim / 4))
 
     def encode(pos: torch.Tensor) -> torch.Tensor:
         angles = pos.reshape(-1, 1) * omega.view(1, -1)
@@ -120,9 +120,10 @@ def sincos_relative_position_bias(dim: int, grid: int, reduction: int = 1) -> to
 
     Minus the scaled similarity of the fixed sine-cosine embeddings of two positions (nearby nodes get a
     lower distance); the candidate axis is resampled to the pooled node count. Blocks of a stage share
-    the computation (a fresh copy is returned each call).
+    the computation, made on the CPU whatever the default device (a fresh copy on the default device is
+    returned each call).
     """
-    return _sincos_relative_position_bias(dim, grid, reduction).clone()
+    return _sincos_relative_position_bias(dim, grid, reduction).to(torch.get_default_device(), copy=True)
 
 
 @functools.lru_cache(maxsize=8)

@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 __all__ = ['simplified_linear_attention', 'resize_token_grid']
@@ -39,7 +40,8 @@ def simplified_linear_attention(
     H, W = grid_size
     c = C // num_heads
     dtype = q.dtype
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    # autocast has no 'meta' device (shape-only runs): any device type disables nothing there
+    with torch.autocast(device_type='cpu' if q.device.type == 'meta' else q.device.type, enabled=False):
         q, k, v = (t.float().reshape(B, -1, num_heads, c).transpose(1, 2).reshape(B * num_heads, -1, c)
                    for t in (q, k, v))
         q = F.relu(q)
@@ -58,6 +60,7 @@ def simplified_linear_attention(
     return x.to(dtype)
 
 
+@register_notrace_function  # size-dependent resampling: a leaf for torch.fx
 def resize_token_grid(tokens: torch.Tensor, src_size: tuple[int, int], dst_size: tuple[int, int],
                       mode: str = 'bilinear') -> torch.Tensor:
     """Resize a ``(1, Hs*Ws, C)`` table of per-token parameters to ``(1, Hd*Wd, C)`` (identity if equal)."""

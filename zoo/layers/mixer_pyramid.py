@@ -12,8 +12,6 @@ choices, and calls :meth:`init_weights` the way its official code initialises. T
 forward_head, forward_intermediates, prune_intermediate_layers, feature_info, reset_classifier,
 set_grad_checkpointing and group_matcher.
 """
-from __future__ import annotations
-
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
@@ -142,10 +140,18 @@ class MixerPyramid(nn.Module):
             if global_pool not in ('avg', ''):
                 raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        weight = self.patch_embed.proj.weight
+        head = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype) \
+            if num_classes > 0 else nn.Identity()
+        self.head = head.train(self.training)
 
+    @torch.jit.unused
+    def _check(self, x: torch.Tensor) -> None:
+        check_image_input(x, self.in_chans, 1, self.min_input_size, type(self).__name__)
+
+    @torch.jit.unused
     def _run(self, module: nn.Module, x: torch.Tensor, is_stage: bool) -> torch.Tensor:
-        if is_stage and self.grad_checkpointing and not torch.jit.is_scripting():
+        if is_stage and self.grad_checkpointing:
             return checkpoint_seq(module, x)
         return module(x)
 
@@ -170,7 +176,7 @@ class MixerPyramid(nn.Module):
         """
         if output_fmt != 'NCHW':
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        check_image_input(x, self.in_chans, 1, self.min_input_size, type(self).__name__)
+        self._check(x)
         take_indices, max_index = feature_take_indices(self.num_stages, indices)
         last_idx = self.num_stages - 1
         stop = 2 * max_index + 1 if stop_early and not torch.jit.is_scripting() else len(self.network)
@@ -204,10 +210,14 @@ class MixerPyramid(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_input(x, self.in_chans, 1, self.min_input_size, type(self).__name__)
+        if not torch.jit.is_scripting():
+            self._check(x)
         x = self.patch_embed(x)
         for idx, module in enumerate(self.network):
-            x = self._run(module, x, idx % 2 == 0)
+            if self.grad_checkpointing and idx % 2 == 0 and not torch.jit.is_scripting():
+                x = checkpoint_seq(module, x)
+            else:
+                x = module(x)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

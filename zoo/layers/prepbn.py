@@ -63,8 +63,8 @@ class PRepBN(nn.Module):
         self.register_buffer('total_step', torch.tensor(int(blend_steps)))
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.norm2 = RepBN(dim)
-        self._ln_weight: Optional[float] = None
-        self._sync_from_buffers()
+        # from the arguments, not the buffers: a model built on the 'meta' device has no buffer values
+        self._ln_weight: Optional[float] = self._blend_weight(self.warmup_steps, int(blend_steps), int(blend_steps))
 
     def set_progress(self, step: int) -> None:
         """Set the blend for global training step ``step`` (0 = first step)."""
@@ -81,10 +81,11 @@ class PRepBN(nn.Module):
 
     def _sync_from_buffers(self) -> None:
         # read once here (at construction, load and set_progress), never in forward: no host sync per step
-        if int(self.warm) > 0:
-            self._ln_weight = None
-        else:
-            self._ln_weight = self.r0 * int(self.iter) / max(int(self.total_step), 1)
+        self._ln_weight = self._blend_weight(int(self.warm), int(self.iter), int(self.total_step))
+
+    def _blend_weight(self, warm: int, remaining: int, total: int) -> Optional[float]:
+        """LayerNorm weight for the given warm-up / remaining / total blend steps; None while warming up."""
+        return None if warm > 0 else self.r0 * remaining / max(total, 1)
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
