@@ -53,9 +53,9 @@ def test_pretrained_cfg(name, built):
         assert isinstance(model.get_submodule(conv), torch.nn.Module)
     assert model.get_submodule(cfg['classifier']) is model.get_classifier()
     if cfg.get('tag') != 'untrained':
-        source = cfg.get('url') or cfg.get('hf_hub_id')
-        assert source, f'{name}: a released variant must say where its weights are'
         info = zoo.model_info(name)
+        source = cfg.get('url') or cfg.get('hf_hub_id') or info.official_url  # official_url: by hand (BaiduDisk)
+        assert source, f'{name}: a released variant must say where its weights are'
         assert (cfg.get('url') or info.official_url), f'{name}: the official release URL is missing'
 
 

@@ -140,7 +140,7 @@ def test_any_input_size(ti_model, size, grids):
     final, maps = ti_model.forward_intermediates(x)
     assert [tuple(m.shape[-2:]) for m in maps] == grids
     assert [m.shape[1] for m in maps] == [80, 160, 320, 320]
-    assert final.shape == (1, grids[-1][0] * grids[-1][1], 320)
+    assert final.shape == (1, 320, *grids[-1])
     logits = ti_model(x)
     assert logits.shape == (1, 1000) and torch.isfinite(logits).all()
 

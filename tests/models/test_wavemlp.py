@@ -10,7 +10,7 @@ import torch
 import zoo
 from fidelity import manifest_of, fixture_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record
 from zoo.benchmark import count_macs
-from zoo.models.wavemlp import PhaseAwareTokenMixing
+from zoo.models.wavemlp import PhaseAwareTokenMixing, unfold_wave
 
 VARIANTS = ['wavemlp_t_dw', 'wavemlp_t', 'wavemlp_s', 'wavemlp_m', 'wavemlp_b']
 SMALL = ['wavemlp_t_dw', 'wavemlp_t']
@@ -119,7 +119,7 @@ def test_phase_aware_mixing_is_a_complex_wave():
     amp, theta = mixer.fc_h(x), mixer.theta_h_conv(x)
     wave = amp * torch.exp(1j * theta)
     unfolded = torch.cat([wave.real, wave.imag], dim=1)
-    assert max_abs_diff(mixer._unfold_wave(amp, theta), unfolded) < 1e-6
+    assert max_abs_diff(unfold_wave(amp, theta), unfolded) < 1e-6
 
 
 @pytest.mark.parametrize('size', [(3, 3), (5, 11)])

@@ -21,10 +21,12 @@ from typing import Any, Dict
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import register_notrace_function
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from torch import nn
 
 from ..layers.branch_reweight import BranchReweight
+from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.mixer_pyramid import MixerPyramid
 from ..registry import register_model
 
@@ -38,6 +40,7 @@ def _circular_pad(x: torch.Tensor, dim: int, padded: int) -> torch.Tensor:
     return torch.cat([x] * (padded // size) + [x.narrow(dim, 0, padded % size)], dim)
 
 
+@register_notrace_function  # padding depends on the map size: a leaf for torch.fx
 def gather_regions(x: torch.Tensor, dim: int, region_size: int, shift: int) -> torch.Tensor:
     """Shift ``x`` (B, C, H, W) circularly by ``shift`` along ``dim`` (2: height, 3: width), pad it
     circularly to a multiple of ``region_size`` and stack each region's rows (columns) along channels.
@@ -58,6 +61,7 @@ def gather_regions(x: torch.Tensor, dim: int, region_size: int, shift: int) -> t
     return x.reshape(B, C, H, n, region_size).permute(0, 1, 4, 2, 3).reshape(B, C * region_size, H, n)
 
 
+@register_notrace_function  # cropping depends on the map size: a leaf for torch.fx
 def scatter_regions(x: torch.Tensor, dim: int, region_size: int, shift: int, size: int) -> torch.Tensor:
     """Inverse of :func:`gather_regions`: unstack the regions, crop the padding to ``size`` and undo
     the shift."""
@@ -93,7 +97,7 @@ class HierarchicalRearrangeMixing(nn.Module):
         self.proj = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
+        H, W = x.shape[-2], x.shape[-1]
         p, s = self.region_size, self.shift
         h = gather_regions(x, 2, p, s)
         h = self.mlp_h2(self.act(self.mlp_h1_norm(self.mlp_h1(h))))
@@ -151,7 +155,7 @@ class HireMLP(MixerPyramid):
 def _create_hiremlp(variant: str, pretrained: bool = False, **kwargs: Any) -> HireMLP:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
     return build_model_with_cfg(
-        HireMLP, variant, pretrained,
+        with_factory_kwargs(HireMLP), variant, pretrained,
         feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs)
 

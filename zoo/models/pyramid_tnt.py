@@ -17,8 +17,6 @@ embedding and every stage's attention bias are resampled to the actual grids; th
 available as feature maps (``features_only=True`` / ``forward_intermediates``). Parameter names follow
 the official state dict, so official checkpoints load directly.
 """
-from __future__ import annotations
-
 import math
 from typing import List, Optional, Sequence, Tuple, Type, Union
 
@@ -27,12 +25,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from timm.data import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
-from timm.layers import DropPath, Mlp, calculate_drop_path_rates, resample_abs_pos_embed, to_2tuple, trunc_normal_
+from timm.layers import (
+    DropPath, Mlp, calculate_drop_path_rates, register_notrace_function, resample_abs_pos_embed, to_2tuple,
+    trunc_normal_,
+)
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
 from ..layers.attention_bias import resample_attention_bias
+from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.input_checks import check_image_input
 from ..registry import register_model
 
@@ -88,12 +90,15 @@ class Attention(nn.Module):
             self.pool = nn.AvgPool2d(sr_ratio, stride=sr_ratio)
             self.linear = nn.Linear(dim, dim)
             self.norm = nn.LayerNorm(dim)
+        else:
+            self.pool = self.linear = self.norm = None
 
     def forward(self, x: torch.Tensor, grid: Optional[Grid] = None,
                 attn_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         B, N, C = x.shape
         q = self.q(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-        if self.sr_ratio > 1:
+        if self.pool is not None and self.linear is not None and self.norm is not None:
+            assert grid is not None, 'spatially reduced attention needs the token grid'
             x = self.pool(x.transpose(1, 2).reshape(B, C, grid[0], grid[1])).flatten(2).transpose(1, 2)
             x = self.norm(self.linear(x))
         k, v = self.kv(x).reshape(B, -1, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
@@ -149,7 +154,7 @@ class Block(nn.Module):
     def forward(self, inner: torch.Tensor, outer: torch.Tensor, grid: Grid,
                 attn_bias: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """inner: (B * N, num_words, inner_dim); outer: (B, N, outer_dim) on the ``grid`` of N patches."""
-        if self.has_inner:
+        if hasattr(self, 'inner_attn'):  # has_inner (hasattr: TorchScript resolves it when compiling)
             B, N, _ = outer.shape
             BN, M, c = inner.shape
             inner = inner + self.drop_path(self.inner_attn(self.inner_norm1(inner.reshape(B, N, M * c)).view(BN, M, c)))
@@ -176,6 +181,15 @@ class SentenceAggregation(nn.Module):
         return x.flatten(2).transpose(1, 2), (x.shape[2], x.shape[3])
 
 
+@register_notrace_function  # padding depends on the grid: a leaf for torch.fx
+def pad_to_even_grid(x: torch.Tensor) -> torch.Tensor:
+    """Zero-pad the (B, H, W, ...) word grid of ``x`` to even H and W."""
+    H, W = x.shape[1], x.shape[2]
+    if H % 2 or W % 2:
+        x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, W % 2, 0, H % 2))
+    return x
+
+
 class WordAggregation(nn.Module):
     """Downsample the words with the patches: the 2x2 patches that merge bring their 4x4 words together
     as an 8x8 word image (odd grids are zero-padded), which a 3x3 stride-2 conv takes back to 4x4."""
@@ -183,16 +197,14 @@ class WordAggregation(nn.Module):
     def __init__(self, dim_in: int, dim_out: int, stride: int = 2):
         super().__init__()
         self.stride = stride
+        self.words_side = WORDS_SIDE
         self.norm = nn.LayerNorm(dim_in)
         self.conv = nn.Sequential(nn.Conv2d(dim_in, dim_out, 2 * stride - 1, stride=stride, padding=stride - 1))
 
     def forward(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
-        H, W = grid
-        s = WORDS_SIDE
-        x = self.norm(x).reshape(-1, H, W, s, s, x.shape[-1])
-        if H % 2 or W % 2:
-            x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, W % 2, 0, H % 2))
-            H, W = H + H % 2, W + W % 2
+        H, W = grid[0] + grid[0] % 2, grid[1] + grid[1] % 2
+        s = self.words_side
+        x = pad_to_even_grid(self.norm(x).reshape(-1, grid[0], grid[1], s, s, x.shape[-1]))
         C = x.shape[-1]
         # (B, H/2, dh, W/2, dw, s, s, C) -> (B * H/2 * W/2, C, dh * s, dw * s)
         x = x.reshape(-1, H // 2, 2, W // 2, 2, s, s, C).permute(0, 1, 3, 7, 2, 5, 4, 6)
@@ -207,6 +219,8 @@ class Stem(nn.Module):
     def __init__(self, in_chans: int = 3, outer_dim: int = 768, inner_dim: int = 24):
         super().__init__()
         self.inner_dim = inner_dim
+        self.patch_size = PATCH_SIZE
+        self.words_side = WORDS_SIDE
         self.common_conv = nn.Sequential(
             nn.Conv2d(in_chans, inner_dim * 2, 3, stride=2, padding=1),
             nn.BatchNorm2d(inner_dim * 2),
@@ -231,14 +245,27 @@ class Stem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Grid]:
         B = x.shape[0]
-        H, W = x.shape[2] // PATCH_SIZE, x.shape[3] // PATCH_SIZE
-        s = WORDS_SIDE
+        H, W = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        s = self.words_side
         x = self.common_conv(x)
         inner = self.inner_convs(x)  # (B, c, H * s, W * s) -> (B * H * W, s * s, c)
         inner = inner.reshape(B, self.inner_dim, H, s, W, s).permute(0, 2, 4, 3, 5, 1)
         inner = inner.reshape(B * H * W, s * s, self.inner_dim)
         outer = self.outer_convs(x).flatten(2).transpose(1, 2)
         return inner, outer, (H, W)
+
+
+@register_notrace_function  # size-dependent resampling: a leaf for torch.fx
+def stage_attention_bias(table: torch.Tensor, h: int, w: int, new_h: int, new_w: int, sr_ratio: int) -> torch.Tensor:
+    """A stage's (1, heads, h*w, (h//sr)*(w//sr)) bias table for a ``new_h`` x ``new_w`` query grid."""
+    return resample_attention_bias(
+        table, [h, w], [h // sr_ratio, w // sr_ratio], [new_h, new_w], [new_h // sr_ratio, new_w // sr_ratio])
+
+
+@register_notrace_function  # size-dependent resampling: a leaf for torch.fx
+def resampled_outer_pos(pos: torch.Tensor, h: int, w: int, new_h: int, new_w: int) -> torch.Tensor:
+    """The (1, h*w, C) outer position table resampled to a ``new_h`` x ``new_w`` grid."""
+    return resample_abs_pos_embed(pos, new_size=[new_h, new_w], old_size=[h, w], num_prefix_tokens=0)
 
 
 class Stage(nn.Module):
@@ -278,8 +305,7 @@ class Stage(nn.Module):
 
     def attn_bias(self, grid: Grid) -> torch.Tensor:
         """The outer attention bias for a query grid of ``grid`` (resampled when it is not the stored one)."""
-        return resample_attention_bias(
-            self.relative_pos, self.grid, self.key_grid(self.grid), grid, self.key_grid(grid))
+        return stage_attention_bias(self.relative_pos, self.grid[0], self.grid[1], grid[0], grid[1], self.sr_ratio)
 
     def forward(self, inner: torch.Tensor, outer: torch.Tensor, grid: Grid) -> Tuple[torch.Tensor, torch.Tensor]:
         bias = self.attn_bias(grid)
@@ -394,12 +420,20 @@ class PyramidTNT(nn.Module):
             if global_pool not in ('', 'avg'):
                 raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        weight = self.outer_pos
+        head = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype) \
+            if num_classes > 0 else nn.Identity()
+        self.head = head.train(self.training)
+
+    @torch.jit.unused
+    def _check(self, x: torch.Tensor) -> None:
+        check_image_input(x, self.in_chans, PATCH_SIZE, 4 * PATCH_SIZE, name=type(self).__name__)
 
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Grid]:
-        check_image_input(x, self.in_chans, PATCH_SIZE, 4 * PATCH_SIZE, name=type(self).__name__)
+        if not torch.jit.is_scripting():
+            self._check(x)
         inner, outer, grid = self.patch_embed(x)
-        pos = resample_abs_pos_embed(self.outer_pos, new_size=grid, old_size=self.grid, num_prefix_tokens=0)
+        pos = resampled_outer_pos(self.outer_pos, self.grid[0], self.grid[1], grid[0], grid[1])
         return inner + self.inner_pos, outer + self.pos_drop(pos), grid
 
     def _stage(self, i: int, inner: torch.Tensor, outer: torch.Tensor,
@@ -429,7 +463,7 @@ class PyramidTNT(nn.Module):
             output_fmt: 'NCHW' only.
             intermediates_only: return only the maps.
         Returns:
-            The maps, or (final normalized outer tokens (B, N, C), maps).
+            The maps, or (final normalized outer tokens as a (B, C, H, W) map, maps).
         """
         if output_fmt != 'NCHW':
             raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
@@ -443,12 +477,12 @@ class PyramidTNT(nn.Module):
             inner, outer, grid = self._stage(i, inner, outer, grid)
             if i in take_indices:
                 y = self.norm(outer) if norm and i == last_idx else outer
-                intermediates.append(y.transpose(1, 2).reshape(y.shape[0], -1, grid[0], grid[1]))
+                intermediates.append(_tokens_to_map(y, grid))
         if intermediates_only:
             return intermediates
         if num_stages - 1 == last_idx:
             outer = self.norm(outer)
-        return outer, intermediates
+        return _tokens_to_map(outer, grid), intermediates
 
     def prune_intermediate_layers(
             self,
@@ -471,20 +505,29 @@ class PyramidTNT(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalized outer tokens of the last stage, (B, N, C)."""
+        """Normalized outer tokens of the last stage as a (B, C, H, W) map."""
         inner, outer, grid = self._embed(x)
-        for i in range(len(self.stages)):
-            inner, outer, grid = self._stage(i, inner, outer, grid)
-        return self.norm(outer)
+        # every stage but the last is followed by its merges (zip stops there; TorchScript-friendly)
+        for stage, word_merge, sentence_merge in zip(self.stages, self.word_merges, self.sentence_merges):
+            inner, outer = stage(inner, outer, grid)
+            inner = word_merge(inner, grid)
+            outer, grid = sentence_merge(outer, grid)
+        inner, outer = self.stages[-1](inner, outer, grid)
+        return _tokens_to_map(self.norm(outer), grid)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == 'avg':
-            x = x.mean(dim=1)
+            x = x.mean((2, 3))
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _tokens_to_map(x: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B, C, H, W)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], grid[0], grid[1])
 
 
 def checkpoint_filter_fn(state_dict: dict, model: PyramidTNT) -> dict:
@@ -524,23 +567,25 @@ def _stored_img_size(num_patches: int, grid: Grid) -> Grid:
 def _create_pyramid_tnt(variant: str, pretrained: bool = False, **kwargs) -> PyramidTNT:
     if pretrained and not (kwargs.get('pretrained_cfg_overlay') or {}).get('file') \
             and not kwargs.get('pretrained_cfg'):
-        cfg = default_cfgs[variant].default
+        url, password = BAIDU_SHARES[variant]
         raise RuntimeError(
-            f'{variant}: the official weights are published on BaiduDisk only ({cfg.url}; {cfg.notes[0]}); '
+            f'{variant}: the official weights are published on BaiduDisk only ({url}, password {password}); '
             f'download the file and load it with pretrained_cfg_overlay=dict(file=PATH)')
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
     return build_model_with_cfg(
-        PyramidTNT, variant, pretrained,
+        with_factory_kwargs(PyramidTNT), variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs)
 
 
-def _cfg(url: str = '', password: str = '', **kwargs) -> dict:
+def _cfg(variant: str, **kwargs) -> dict:
+    url, password = BAIDU_SHARES[variant]
     return {
-        'url': url,
-        'notes': (f'BaiduDisk share, password {password}',),
-        'num_classes': 1000, 'input_size': (3, 256, 256), 'pool_size': None,
+        'url': '',  # a BaiduDisk share is a web page, not a file: nothing a program can download
+        'notes': (f'official weights: BaiduDisk share {url}, password {password} (download by hand, then '
+                  f'pretrained_cfg_overlay=dict(file=PATH))',),
+        'num_classes': 1000, 'input_size': (3, 256, 256), 'pool_size': (4, 4),
         'crop_pct': .9, 'interpolation': 'bicubic',
         'mean': IMAGENET_INCEPTION_MEAN, 'std': IMAGENET_INCEPTION_STD,
         'first_conv': 'patch_embed.common_conv.0', 'classifier': 'head',
@@ -553,14 +598,20 @@ def _cfg(url: str = '', password: str = '', **kwargs) -> dict:
 
 
 # The official weights (raw state dicts in this model's layout) are published on BaiduDisk only
-# (tnt_pytorch/readme.md), which cannot be downloaded programmatically: download a file by hand and
-# load it with pretrained_cfg_overlay=dict(file=PATH).
+# (tnt_pytorch/readme.md), which cannot be downloaded programmatically: the pretrained_cfgs carry no url (so
+# timm.list_pretrained() does not offer them) and zoo.model_info(name).official_url keeps the share for people
+# to follow; download a file by hand and load it with pretrained_cfg_overlay=dict(file=PATH).
+BAIDU_SHARES = {
+    'ptnt_ti_patch16_192': ('https://pan.baidu.com/s/1xm3DSGcAJbvFQm4jmDAlnQ', '0r5t'),
+    'ptnt_s_patch16_256': ('https://pan.baidu.com/s/1xha8x3DTlPq9-KeC6EPPow', 'v5w5'),
+    'ptnt_m_patch16_256': ('https://pan.baidu.com/s/1B9zkWkrUAETuiyr08ClY-w', 'jqm3'),
+    'ptnt_b_patch16_256': ('https://pan.baidu.com/s/1tT0mxRrZQx6facYsdPBt0g', 'ns4t'),
+}
 default_cfgs = generate_default_cfgs({
-    'ptnt_ti_patch16_192.in1k': _cfg(
-        'https://pan.baidu.com/s/1xm3DSGcAJbvFQm4jmDAlnQ', '0r5t', input_size=(3, 192, 192)),
-    'ptnt_s_patch16_256.in1k': _cfg('https://pan.baidu.com/s/1xha8x3DTlPq9-KeC6EPPow', 'v5w5'),
-    'ptnt_m_patch16_256.in1k': _cfg('https://pan.baidu.com/s/1B9zkWkrUAETuiyr08ClY-w', 'jqm3'),
-    'ptnt_b_patch16_256.in1k': _cfg('https://pan.baidu.com/s/1tT0mxRrZQx6facYsdPBt0g', 'ns4t'),
+    'ptnt_ti_patch16_192.in1k': _cfg('ptnt_ti_patch16_192', input_size=(3, 192, 192), pool_size=(3, 3)),
+    'ptnt_s_patch16_256.in1k': _cfg('ptnt_s_patch16_256'),
+    'ptnt_m_patch16_256.in1k': _cfg('ptnt_m_patch16_256'),
+    'ptnt_b_patch16_256.in1k': _cfg('ptnt_b_patch16_256'),
 })
 
 
@@ -576,28 +627,28 @@ def _pyramid(outer_dim: int, inner_dim: int, outer_head: int, inner_head: int, d
 _PTNT = dict(contract_input_size=(3, 64, 64), input_divisor=PATCH_SIZE)
 
 
-@register_model(**_PTNT)
+@register_model(**_PTNT, official_url=BAIDU_SHARES['ptnt_ti_patch16_192'][0])
 def ptnt_ti_patch16_192(pretrained: bool = False, **kwargs) -> PyramidTNT:
     """PyramidTNT-Ti: 10.6M params, 0.6G MACs at 192."""
     cfg = dict(_pyramid(80, 5, 2, 1, (2, 6, 3, 2)), img_size=192)
     return _create_pyramid_tnt('ptnt_ti_patch16_192', pretrained, **dict(cfg, **kwargs))
 
 
-@register_model(**_PTNT)
+@register_model(**_PTNT, official_url=BAIDU_SHARES['ptnt_s_patch16_256'][0])
 def ptnt_s_patch16_256(pretrained: bool = False, **kwargs) -> PyramidTNT:
     """PyramidTNT-S: 32.0M params, 3.3G MACs at 256."""
     cfg = dict(_pyramid(128, 8, 4, 2, (2, 8, 4, 2)), img_size=256)
     return _create_pyramid_tnt('ptnt_s_patch16_256', pretrained, **dict(cfg, **kwargs))
 
 
-@register_model(**_PTNT)
+@register_model(**_PTNT, official_url=BAIDU_SHARES['ptnt_m_patch16_256'][0])
 def ptnt_m_patch16_256(pretrained: bool = False, **kwargs) -> PyramidTNT:
     """PyramidTNT-M: 85.0M params, 8.2G MACs at 256."""
     cfg = dict(_pyramid(192, 12, 4, 2, (2, 8, 6, 2)), img_size=256)
     return _create_pyramid_tnt('ptnt_m_patch16_256', pretrained, **dict(cfg, **kwargs))
 
 
-@register_model(**_PTNT)
+@register_model(**_PTNT, official_url=BAIDU_SHARES['ptnt_b_patch16_256'][0])
 def ptnt_b_patch16_256(pretrained: bool = False, **kwargs) -> PyramidTNT:
     """PyramidTNT-B: 157.0M params, 16.0G MACs at 256."""
     cfg = dict(_pyramid(256, 16, 4, 2, (2, 10, 6, 2)), img_size=256)

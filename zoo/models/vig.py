@@ -15,7 +15,6 @@ tables are resized to the actual grid, and ``k`` / the dilation are capped to th
 Pyramid models serve as detection / segmentation backbones through ``features_only=True`` or
 ``forward_intermediates`` (reductions 4, 8, 16, 32).
 """
-from __future__ import annotations
 
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
@@ -23,12 +22,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
-from timm.layers import SelectAdaptivePool2d
+from timm.layers import SelectAdaptivePool2d, register_notrace_function
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
 from ..layers.conv_ffn import ConvFFN
+from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.grapher import Grapher
 from ..layers.input_checks import check_image_input
 from ..layers.knn_graph import resize_relative_position_bias
@@ -119,8 +119,9 @@ class VisionGNN(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_dims[0], grid, grid))
 
         n_blocks = sum(depths)
-        dpr = [v.item() for v in torch.linspace(0, drop_path_rate, n_blocks)]
-        knn = [int(v.item()) for v in torch.linspace(num_knn[0], num_knn[1], n_blocks)]
+        # schedules computed on the CPU whatever the default device (a model may be built on 'meta')
+        dpr = torch.linspace(0, drop_path_rate, n_blocks, device='cpu').tolist()
+        knn = [int(v) for v in torch.linspace(num_knn[0], num_knn[1], n_blocks, device='cpu').tolist()]
         max_dilation = max(1, (img_size // self.stride) ** 2 // max(knn))  # official: nodes at 224 // max k
         layers: List[nn.Module] = []
         self.feature_info: List[Dict[str, Any]] = []
@@ -185,30 +186,28 @@ class VisionGNN(nn.Module):
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = SelectAdaptivePool2d(pool_type=global_pool)
-        device = self.prediction[0].weight.device
-        self.prediction[4] = nn.Conv2d(self.head_hidden_size, num_classes, 1, device=device) \
+        weight = self.prediction[0].weight
+        head = nn.Conv2d(self.head_hidden_size, num_classes, 1, device=weight.device, dtype=weight.dtype) \
             if num_classes > 0 else nn.Identity()
+        self.prediction[4] = head.train(self.prediction.training)
 
-    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        pos = self.pos_embed
-        if pos.shape[-2:] != x.shape[-2:]:
-            pos = F.interpolate(pos, size=x.shape[-2:], mode='bicubic', align_corners=False)
-        return x + pos
-
+    @torch.jit.unused
     def _check(self, x: torch.Tensor) -> None:
         name = getattr(self, 'pretrained_cfg', {}).get('architecture') or type(self).__name__
         check_image_input(x, self.in_chans, self.stride, self.stride, name)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        x = self._pos_embed(self.stem(x))
+        if not torch.jit.is_scripting():
+            self._check(x)
+        x = add_pos_embed(self.stem(x), self.pos_embed)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.backbone, x)
         return self.backbone(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x)
-        x = self.prediction[:4](x)
+        head = self.prediction  # conv, norm, act, dropout, classifier (indexed: fx and TorchScript need named calls)
+        x = head[3](head[2](head[1](head[0](x))))
         if not pre_logits:
             x = self.prediction[4](x)
         return x if self.global_pool.is_identity() else x.flatten(1)
@@ -231,11 +230,12 @@ class VisionGNN(nn.Module):
         """
         if output_fmt != 'NCHW':
             raise ValueError(f'{type(self).__name__} returns NCHW intermediates, got output_fmt={output_fmt!r}')
-        self._check(x)
+        if not torch.jit.is_scripting():
+            self._check(x)
         take_indices, max_index = feature_take_indices(len(self._feature_layers), indices)
         take_layers = {self._feature_layers[i] for i in take_indices}
         last = self._feature_layers[max_index] if stop_early else len(self.backbone) - 1
-        x = self._pos_embed(self.stem(x))
+        x = add_pos_embed(self.stem(x), self.pos_embed)
         intermediates = []
         for i, layer in enumerate(self.backbone):
             if i > last:
@@ -261,6 +261,14 @@ class VisionGNN(nn.Module):
             self.num_classes = 0
             self.head_hidden_size = self.num_features
         return take_indices
+
+
+@register_notrace_function  # size-dependent resampling: a leaf for torch.fx
+def add_pos_embed(x: torch.Tensor, pos_embed: torch.Tensor) -> torch.Tensor:
+    """``x + pos_embed``, the (1, C, h, w) embedding resized bicubically to x's grid when it differs."""
+    if pos_embed.shape[-2:] != x.shape[-2:]:
+        pos_embed = F.interpolate(pos_embed, size=x.shape[-2:], mode='bicubic', align_corners=False)
+    return x + pos_embed
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VisionGNN) -> Dict[str, torch.Tensor]:
@@ -292,7 +300,7 @@ def _create_vig(variant: str, pretrained: bool = False, **kwargs: Any) -> Vision
     # Pyramid ViG: the four stages; ViG: the last four blocks (all at stride 16)
     out_indices = (0, 1, 2, 3) if len(kwargs.get('depths', ())) > 1 else 4
     return build_model_with_cfg(
-        VisionGNN, variant, pretrained,
+        with_factory_kwargs(VisionGNN), variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs,
@@ -301,7 +309,7 @@ def _create_vig(variant: str, pretrained: bool = False, **kwargs: Any) -> Vision
 
 def _cfg(url: str = '', **kwargs: Any) -> Dict[str, Any]:
     return {
-        'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': None,
+        'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
         'crop_pct': 0.9, 'interpolation': 'bicubic', 'mean': (0.5, 0.5, 0.5), 'std': (0.5, 0.5, 0.5),
         'first_conv': 'stem.convs.0', 'classifier': 'prediction.4', 'license': 'apache-2.0',
         'paper_ids': 'arXiv:2206.00272', 'paper_name': 'Vision GNN: An Image is Worth Graph of Nodes',
@@ -312,9 +320,9 @@ def _cfg(url: str = '', **kwargs: Any) -> Dict[str, Any]:
 _RELEASES = 'https://github.com/huawei-noah/Efficient-AI-Backbones/releases/download'
 
 default_cfgs = generate_default_cfgs({
-    'vig_ti_224_gelu.in1k': _cfg(url=f'{_RELEASES}/vig/vig_ti_74.5.pth'),
-    'vig_s_224_gelu.in1k': _cfg(url=f'{_RELEASES}/vig/vig_s_80.6.pth'),
-    'vig_b_224_gelu.in1k': _cfg(url=f'{_RELEASES}/vig/vig_b_82.6.pth'),
+    'vig_ti_224_gelu.in1k': _cfg(url=f'{_RELEASES}/vig/vig_ti_74.5.pth', pool_size=(14, 14)),
+    'vig_s_224_gelu.in1k': _cfg(url=f'{_RELEASES}/vig/vig_s_80.6.pth', pool_size=(14, 14)),
+    'vig_b_224_gelu.in1k': _cfg(url=f'{_RELEASES}/vig/vig_b_82.6.pth', pool_size=(14, 14)),
     'pvig_ti_224_gelu.in1k': _cfg(url=f'{_RELEASES}/pyramid-vig/pvig_ti_78.5.pth.tar'),
     'pvig_s_224_gelu.in1k': _cfg(url=f'{_RELEASES}/pyramid-vig/pvig_s_82.1.pth.tar'),
     'pvig_m_224_gelu.in1k': _cfg(url=f'{_RELEASES}/pyramid-vig/pvig_m_83.1.pth.tar'),

@@ -13,7 +13,6 @@ stage outputs have reductions 4/8/16/32 (``features_only=True`` or ``forward_int
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Dict
 
 import torch
@@ -22,10 +21,11 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from torch import nn
 
 from ..layers.branch_reweight import BranchReweight
+from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.mixer_pyramid import MixerPyramid
 from ..registry import register_model
 
-__all__ = ['WaveMLP', 'PhaseAwareTokenMixing']
+__all__ = ['WaveMLP', 'PhaseAwareTokenMixing', 'unfold_wave']
 
 
 def _phase_estimator(dim: int, phase_mode: str) -> nn.Sequential:
@@ -37,6 +37,11 @@ def _phase_estimator(dim: int, phase_mode: str) -> nn.Sequential:
     else:
         raise ValueError(f"phase_mode must be 'fc' or 'depthwise', got {phase_mode!r}")
     return nn.Sequential(conv, nn.BatchNorm2d(dim), nn.ReLU())
+
+
+def unfold_wave(amplitude: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The wave ``amplitude * exp(i * theta)`` as its [real, imaginary] parts along channels."""
+    return torch.cat([amplitude * torch.cos(theta), amplitude * torch.sin(theta)], dim=1)
 
 
 class PhaseAwareTokenMixing(nn.Module):
@@ -60,13 +65,9 @@ class PhaseAwareTokenMixing(nn.Module):
         self.theta_h_conv = _phase_estimator(dim, phase_mode)
         self.theta_w_conv = _phase_estimator(dim, phase_mode)
 
-    @staticmethod
-    def _unfold_wave(amplitude: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return torch.cat([amplitude * torch.cos(theta), amplitude * torch.sin(theta)], dim=1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.tfc_h(self._unfold_wave(self.fc_h(x), self.theta_h_conv(x)))
-        w = self.tfc_w(self._unfold_wave(self.fc_w(x), self.theta_w_conv(x)))
+        h = self.tfc_h(unfold_wave(self.fc_h(x), self.theta_h_conv(x)))
+        w = self.tfc_w(unfold_wave(self.fc_w(x), self.theta_w_conv(x)))
         c = self.fc_c(x)
         return self.proj(self.reweight([h, w, c]))
 
@@ -124,7 +125,7 @@ class WaveMLP(MixerPyramid):
 def _create_wavemlp(variant: str, pretrained: bool = False, **kwargs: Any) -> WaveMLP:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
     return build_model_with_cfg(
-        WaveMLP, variant, pretrained,
+        with_factory_kwargs(WaveMLP), variant, pretrained,
         feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs)
 
