@@ -20,8 +20,6 @@ Other input sizes than the 224 the variants are built for: learned position tabl
 official windows of 56 / stripes of 56 and 28 cover it exactly), and window / stripe attention pads the
 map and masks the padding out of the keys.
 """
-from __future__ import annotations
-
 import math
 import re
 from functools import partial
@@ -32,12 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.layers import DropPath, Mlp, register_notrace_module, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, reparameterize_model
 
 from ..layers import check_image_input
+from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.linear_attention import resize_token_grid, simplified_linear_attention
 from ..layers.prepbn import (
     PRepBN, RepBN, convert_norm_layout, fold_affine_after_conv, fold_affine_into_conv,
@@ -92,7 +91,9 @@ class StagedHeadMixin(SlabMixin):
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        if global_pool is not None:
+            self.global_pool = _check_pool(global_pool, ('avg', ''))
+        self.head = _new_head(self, self.num_features, num_classes)
 
     def _keep_stages(self, n: int) -> None:
         """After pruning: the first ``n`` stages remain, and the head pools the last of them."""
@@ -101,7 +102,9 @@ class StagedHeadMixin(SlabMixin):
         self.num_features = self.head_hidden_size = self.feature_info[-1]['num_chs']
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(x.mean(dim=(2, 3)))
+        if self.global_pool == 'avg':
+            x = x.mean(dim=(2, 3))
+        x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,6 +128,25 @@ class NormedStagesMixin(StagedHeadMixin):
         if intermediates_only:
             return outs
         return self.norm(x).permute(0, 3, 1, 2), outs
+
+
+def _check_pool(global_pool: str, allowed: tuple[str, ...]) -> str:
+    if global_pool not in allowed:
+        raise ValueError(f'global_pool must be one of {allowed}, got {global_pool!r}')
+    return global_pool
+
+
+def _new_head(model: nn.Module, num_features: int, num_classes: int) -> nn.Module:
+    """A fresh classifier (Identity for 0 classes) on the model's device and dtype, in its train / eval mode."""
+    ref = next(model.parameters())
+    head = nn.Linear(num_features, num_classes, device=ref.device, dtype=ref.dtype) if num_classes > 0 \
+        else nn.Identity()
+    return head.train(model.training)
+
+
+def _tokens_to_map(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(B, H*W, C) tokens -> (B, C, H, W)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
 
 
 def _is_rep(norm: nn.Module) -> bool:
@@ -181,6 +203,7 @@ class ConvMlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(x))))
 
 
+@register_notrace_module  # shape-dependent windows / grids: a leaf for torch.fx
 class SimplifiedLinearAttention(nn.Module):
     """SLA over a ``(B, H*W, C)`` token map: ReLU linear attention + DWC on values + learned key positions.
 
@@ -273,8 +296,9 @@ class ViTBlock(nn.Module):
 class SlabVisionTransformer(SlabMixin, nn.Module):
     """DeiT with PRepBN norms and softmax (``attn_type='S'``, class token) or SLA (``'L'``, average pool).
 
-    The official SLA model keeps an unused ``cls_token``; it is kept (frozen) so checkpoints and parameter
-    counts match.
+    The official SLA model carries a ``cls_token`` it never uses (it never gets a gradient); it is left out
+    here and the checkpoint filter drops it. Without a class token the features are a (B, C, H, W) map, as
+    for the pyramid backbones; with one they are the tokens (B, 1 + H*W, C).
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
@@ -283,23 +307,22 @@ class SlabVisionTransformer(SlabMixin, nn.Module):
                  norm_layer: NormFactory = RepBN, drop_rate: float = 0., proj_drop_rate: float = 0.,
                  attn_drop_rate: float = 0., drop_path_rate: float = 0.):
         super().__init__()
-        assert global_pool in ('token', 'avg')
+        self.use_cls_token = attn_type == 'S'
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = _check_pool(global_pool, self._pools())
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.in_chans = in_chans
         self.patch_size = patch_size
         self.grid_size = (img_size // patch_size, img_size // patch_size)
-        self.use_cls_token = attn_type == 'S'
         self.num_prefix_tokens = 1 if self.use_cls_token else 0
         self.grad_checkpointing = False
 
         self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size, patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim), requires_grad=self.use_cls_token)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if self.use_cls_token else None
         num_pos = self.grid_size[0] * self.grid_size[1] + self.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, embed_dim))
         self.pos_drop = nn.Dropout(proj_drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = torch.linspace(0, drop_path_rate, depth, device='cpu').tolist()
         self.blocks = nn.Sequential(*[
             ViTBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, norm_layer, attn_type, self.grid_size,
                      proj_drop_rate, attn_drop_rate, dpr[i]) for i in range(depth)])
@@ -309,7 +332,7 @@ class SlabVisionTransformer(SlabMixin, nn.Module):
         self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f'blocks.{i}')
                              for i in range(depth)]
         trunc_normal_(self.pos_embed, std=.02)
-        if self.use_cls_token:
+        if self.cls_token is not None:
             trunc_normal_(self.cls_token, std=.02)
         self.apply(_init_weights)
 
@@ -328,9 +351,12 @@ class SlabVisionTransformer(SlabMixin, nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         if global_pool is not None:
-            assert global_pool in ('token', 'avg')
-            self.global_pool = global_pool
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+            self.global_pool = _check_pool(global_pool, self._pools())
+        self.head = _new_head(self, self.embed_dim, num_classes)
+
+    def _pools(self) -> tuple[str, ...]:
+        """Pooling choices: the class token or the token average; a map (no class token) may stay unpooled."""
+        return ('token', 'avg') if self.use_cls_token else ('avg', '')
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         check_image_input(x, self.in_chans, 1, self.patch_size, type(self).__name__)
@@ -338,7 +364,7 @@ class SlabVisionTransformer(SlabMixin, nn.Module):
         pos = self.pos_embed
         prefix, pos = pos[:, :self.num_prefix_tokens], pos[:, self.num_prefix_tokens:]
         pos = resize_token_grid(pos, self.grid_size, hw)
-        if self.use_cls_token:
+        if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
             pos = torch.cat([prefix, pos], dim=1)
         return self.pos_drop(x + pos), hw
@@ -347,10 +373,16 @@ class SlabVisionTransformer(SlabMixin, nn.Module):
         x, hw = self._embed(x)
         for blk in self.blocks:
             x = checkpoint(blk, x, hw) if self.grad_checkpointing and not torch.jit.is_scripting() else blk(x, hw)
-        return self.norm(x)
+        return self._output(self.norm(x), hw)
+
+    def _output(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        return x if self.use_cls_token else _tokens_to_map(x, hw)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x[:, 0] if self.global_pool == 'token' else x[:, self.num_prefix_tokens:].mean(dim=1)
+        if not self.use_cls_token:
+            x = x.mean(dim=(2, 3)) if self.global_pool == 'avg' else x
+        else:
+            x = x[:, 0] if self.global_pool == 'token' else x[:, self.num_prefix_tokens:].mean(dim=1)
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
@@ -375,7 +407,7 @@ class SlabVisionTransformer(SlabMixin, nn.Module):
                 intermediates.append(y)
         if intermediates_only:
             return intermediates
-        return self.norm(x), intermediates
+        return self._output(self.norm(x), hw), intermediates
 
     def prune_intermediate_layers(self, indices: Union[int, list[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
@@ -484,15 +516,14 @@ class SlabPyramidTransformer(StagedHeadMixin, nn.Module):
                  drop_rate: float = 0., proj_drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.):
         super().__init__()
-        assert global_pool == 'avg'
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = _check_pool(global_pool, ('avg', ''))
         self.in_chans = in_chans
         self.num_stages = len(depths)
         self.num_features = self.head_hidden_size = embed_dims[-1]
         self.overlap_embed = overlap_embed
         self.grad_checkpointing = False
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.feature_info = []
         self.grid_sizes = []  # learned position tables are laid out for these grids (img_size)
         cur, grid = 0, img_size // 4
@@ -659,6 +690,7 @@ def _window_mask(hp: int, wp: int, h: int, w: int, ws: int, shift: int, device: 
     return mask.float() * _PAD_MASK
 
 
+@register_notrace_module  # shape-dependent windows / grids: a leaf for torch.fx
 class SwinBlock(nn.Module):
     """Swin block with (shifted) window attention (``'S'``) or global SLA (``'L'``)."""
 
@@ -764,15 +796,14 @@ class SlabSwinTransformer(NormedStagesMixin, nn.Module):
                  drop_rate: float = 0., proj_drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.1):
         super().__init__()
-        assert global_pool == 'avg'
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = _check_pool(global_pool, ('avg', ''))
         self.in_chans = in_chans
         self.num_stages = len(depths)
         self.num_features = self.head_hidden_size = int(embed_dim * 2 ** (self.num_stages - 1))
         self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size, patch_size, 0, norm_layer)
         self.pos_drop = nn.Dropout(proj_drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         res = img_size // patch_size
         self.layers = nn.ModuleList()
         self.feature_info = []
@@ -851,6 +882,7 @@ def _unstripes(x: torch.Tensor, B: int, H: int, W: int) -> torch.Tensor:
     return x.reshape(B, H, W, C)
 
 
+@register_notrace_module  # shape-dependent windows / grids: a leaf for torch.fx
 class LePEAttention(nn.Module):
     """CSWin stripe attention with locally-enhanced positional encoding (``get_v``, 3x3 depthwise on V).
 
@@ -890,9 +922,10 @@ class LePEAttention(nn.Module):
         return _unstripes(x, B, hp, wp)[:, :H, :W]
 
 
+@register_notrace_module  # shape-dependent windows / grids: a leaf for torch.fx
 class CSWinLinearAttention(nn.Module):
-    """SLA over the whole map plus CSWin's LePE; ``scale`` is an unused parameter of the official model,
-    kept (frozen) so checkpoints and parameter counts match."""
+    """SLA over the whole map plus CSWin's LePE (the official model's unused ``scale`` parameter, which
+    never gets a gradient, is left out; the checkpoint filter drops it)."""
 
     def __init__(self, dim: int, num_heads: int, pos_size: tuple[int, int], kernel_size: int = 5):
         super().__init__()
@@ -901,7 +934,6 @@ class CSWinLinearAttention(nn.Module):
         head_dim = dim // num_heads
         self.get_v = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
         self.dwc = nn.Conv2d(head_dim, head_dim, kernel_size, padding=kernel_size // 2, groups=head_dim)
-        self.scale = nn.Parameter(torch.zeros(1, 1, dim), requires_grad=False)
         self.positional_encoding = nn.Parameter(torch.zeros(1, self.pos_size[0] * self.pos_size[1], dim))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -999,13 +1031,12 @@ class SlabCSWinTransformer(NormedStagesMixin, nn.Module):
                  qkv_bias: bool = True, norm_layer: NormFactory = prepbn(120000), drop_rate: float = 0.,
                  proj_drop_rate: float = 0., attn_drop_rate: float = 0., drop_path_rate: float = 0.):
         super().__init__()
-        assert global_pool == 'avg'
         self.num_classes = num_classes
-        self.global_pool = global_pool
+        self.global_pool = _check_pool(global_pool, ('avg', ''))
         self.in_chans = in_chans
         self.num_stages = len(depths)
         self.stage1_conv_embed = ConvStem(in_chans, embed_dim, norm_layer)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         dim, res, cur = embed_dim, img_size // 4, 0
         self.feature_info = []
         for i in range(self.num_stages):
@@ -1080,6 +1111,9 @@ def _init_weights(m: nn.Module) -> None:
 
 
 _DROPPED_KEYS = ('attn_mask', 'relative_position_index')
+#: parameters of the official models that the forward pass never uses (SLA DeiT's class token, CSWin SLA's
+#: ``scale``): dropped when the model has no such key
+_DEAD_KEYS = ('cls_token', 'scale')
 
 
 _POSITION_TABLE = re.compile(r'(^|\.)(pos_embed\d*|positional_encoding)$')
@@ -1115,9 +1149,10 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
     indices, which depend on the input size), maps between the RepBN and progressive norm layouts, and
     resamples position tables stored for another input size."""
     state_dict = state_dict.get('model', state_dict.get('state_dict', state_dict))
+    target = model.state_dict()
     out = {k.removeprefix('module.'): v for k, v in state_dict.items()
            if k.rsplit('.', 1)[-1] not in _DROPPED_KEYS}
-    target = model.state_dict()
+    out = {k: v for k, v in out.items() if k in target or k.rsplit('.', 1)[-1] not in _DEAD_KEYS}
     out = resample_position_tables(out, target, getattr(model, 'num_prefix_tokens', 0))
     return convert_norm_layout(out, target)
 
@@ -1134,7 +1169,7 @@ def _create(kind: str, variant: str, pretrained: bool = False, **kwargs: Any) ->
     else:
         feature_cfg = dict(out_indices=(0, 1, 2, 3), feature_cls='getter')
     return build_model_with_cfg(
-        _MODEL_CLASSES[kind], variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+        with_factory_kwargs(_MODEL_CLASSES[kind]), variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=feature_cfg, **kwargs)
 
 
@@ -1143,7 +1178,7 @@ _RELEASES = 'https://github.com/xinghaochen/SLAB/releases/download/ckpts'
 
 def _cfg(url: str = '', first_conv: str = 'patch_embed.proj', **kwargs: Any) -> dict[str, Any]:
     return {
-        'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': None, 'crop_pct': 0.875,
+        'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7), 'crop_pct': 0.875,
         'interpolation': 'bicubic', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'first_conv': first_conv, 'classifier': 'head', 'license': 'apache-2.0', **kwargs,
     }
@@ -1151,10 +1186,10 @@ def _cfg(url: str = '', first_conv: str = 'patch_embed.proj', **kwargs: Any) -> 
 
 _PVT = dict(first_conv='patch_embed1.proj', crop_pct=0.9)
 default_cfgs = generate_default_cfgs({
-    'deit_t_prepbn.in1k': _cfg(f'{_RELEASES}/deit_tiny_prepbn.pth'),
-    'deit_s_prepbn.in1k': _cfg(f'{_RELEASES}/deit_small_prepbn.pth'),
-    'slab_deit_t.in1k': _cfg(f'{_RELEASES}/slab_deit_tiny.pth'),
-    'slab_deit_s.in1k': _cfg(f'{_RELEASES}/slab_deit_small.pth'),
+    'deit_t_prepbn.in1k': _cfg(f'{_RELEASES}/deit_tiny_prepbn.pth', pool_size=(14, 14)),
+    'deit_s_prepbn.in1k': _cfg(f'{_RELEASES}/deit_small_prepbn.pth', pool_size=(14, 14)),
+    'slab_deit_t.in1k': _cfg(f'{_RELEASES}/slab_deit_tiny.pth', pool_size=(14, 14)),
+    'slab_deit_s.in1k': _cfg(f'{_RELEASES}/slab_deit_small.pth', pool_size=(14, 14)),
     'pvt_t_prepbn.in1k': _cfg(f'{_RELEASES}/pvt_tiny_prepbn.pth', **_PVT),
     'pvt_s_prepbn.in1k': _cfg(f'{_RELEASES}/pvt_small_prepbn.pth', **_PVT),
     'pvt_m_prepbn.in1k': _cfg(f'{_RELEASES}/pvt_medium_prepbn.pth', **_PVT),
