@@ -22,7 +22,7 @@ from torch import nn
 
 from ..layers.branch_reweight import BranchReweight
 from ..layers.factory_kwargs import with_factory_kwargs
-from ..layers.mixer_pyramid import MixerPyramid
+from .mixer_pyramid import MixerPyramid
 from ..registry import register_model
 
 __all__ = ['WaveMLP', 'PhaseAwareTokenMixing', 'unfold_wave']

@@ -20,9 +20,9 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from .conv_patch_embed import ConvPatchEmbed
-from .input_checks import check_image_input
-from .mixer_block import MixerBlock
+from ..layers.conv_patch_embed import ConvPatchEmbed
+from ..layers.input_checks import check_image_input
+from ..layers.mixer_block import MixerBlock
 
 #: make_mixer(stage_index, block_index_in_stage, dim) -> token mixer module
 MixerFactory = Callable[[int, int, int], nn.Module]
