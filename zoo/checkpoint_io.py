@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .state_dicts import unwrap_state_dict
+
 __all__ = ['CheckpointError', 'DIGEST_KEY', 'tensor_digest', 'with_digest', 'check_archive', 'load_checkpoint_file',
            'model_state_dict', 'classifier_classes']
 
@@ -116,16 +118,8 @@ def load_checkpoint_file(path: str | Path) -> Any:
 
 
 def model_state_dict(obj: Any) -> dict[str, torch.Tensor]:
-    """The model weights in a loaded checkpoint: a bare state dict, or one under ``state_dict`` / ``model`` /
-    ``state_dict_ema`` / ``model_ema``, without a DistributedDataParallel ``module.`` prefix ({} if none)."""
-    if isinstance(obj, dict):
-        for key in ('model', 'state_dict', 'state_dict_ema', 'model_ema'):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict):
-        return {}
-    return {k[7:] if k.startswith('module.') else k: v for k, v in obj.items() if torch.is_tensor(v)}
+    """The model weights in a loaded checkpoint (see :func:`zoo.state_dicts.unwrap_state_dict`)."""
+    return unwrap_state_dict(obj)
 
 
 def classifier_classes(path: str | Path, classifier: str) -> int:

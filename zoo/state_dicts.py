@@ -2,11 +2,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-__all__ = ['KeyMismatch', 'compare_state_dict']
+__all__ = ['KeyMismatch', 'compare_state_dict', 'unwrap_state_dict', 'CHECKPOINT_WRAPPERS']
+
+# Where training scripts put the weights inside a checkpoint, in the order they are looked for.
+CHECKPOINT_WRAPPERS = ('model', 'state_dict', 'state_dict_ema', 'model_ema')
+
+
+def unwrap_state_dict(obj: Any, wrappers: Sequence[str] = CHECKPOINT_WRAPPERS) -> dict[str, torch.Tensor]:
+    """The model weights in a loaded checkpoint: a bare state dict, or the first of ``wrappers`` that holds one,
+    without a DistributedDataParallel ``module.`` prefix and without non-tensor entries ({} if none)."""
+    if isinstance(obj, Mapping):
+        for key in wrappers:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        return {}
+    return {k.removeprefix('module.'): v for k, v in obj.items() if torch.is_tensor(v)}
 
 
 @dataclass(frozen=True)
