@@ -31,9 +31,10 @@ from torch import nn
 from .benchmark import count_macs
 from .registry import CONFIG_NAME, WEIGHTS_NAME, HubError, create_model, is_zoo_model, model_info, paper_of
 from .models.tinysam import TinySam, create_sam, save_quantized
-from .models.tinysam.quant_layers import QUANT_LAYERS
-from .models.tinysam.quantize import QuantLayer
-from .models.tinysam.sam import PIXEL_MEAN, PIXEL_STD, SAM_MODELS, SAM_URLS
+from .models.tinysam.build_sam import SAM_MODELS, SAM_URLS
+from .models.tinysam.modeling.tiny_sam import PIXEL_MEAN, PIXEL_STD
+from .models.tinysam.quant.layers import QUANT_LAYERS
+from .models.tinysam.quant.quantize import QuantLayer
 
 __all__ = ['save', 'push', 'publish_run', 'main', 'CARD_NAME']
 

@@ -246,7 +246,7 @@ def hub_file(name: str, filename: str = WEIGHTS_NAME) -> Path:
 
 
 def _sam_architectures() -> tuple[str, ...]:
-    from .models.tinysam.sam import SAM_MODELS  # imported late: tinysam registers its encoder through this module
+    from .models.tinysam.build_sam import SAM_MODELS  # imported late: tinysam registers its encoder through this module
     return tuple(SAM_MODELS)
 
 

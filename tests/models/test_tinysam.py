@@ -16,8 +16,8 @@ from fidelity import deterministic_state_dict, load_fixture, make_input, max_abs
 from zoo.benchmark import count_macs
 from zoo.models.tinysam import (SamMaskGenerator, SamPredictor, TinySam, build_tinysam, create_sam,
                                 uncovered_grid_points)
-from zoo.models.tinysam.amg import (build_point_grid, mask_to_rle, masks_to_boxes, remove_small_regions, rle_area,
-                                    rle_to_mask, stability_score)
+from zoo.models.tinysam.utils.amg import (build_point_grid, mask_to_rle, masks_to_boxes, remove_small_regions,
+                                          rle_area, rle_to_mask, stability_score)
 
 ENCODER = 'tinysam_vit_t'
 TOL = 1e-4
@@ -105,7 +105,7 @@ def test_encoder_loads_release_checkpoint_through_timm(ckpt_path, sam):
 def test_pretrained_fetches_the_release(ckpt_path, sam, monkeypatch):
     """pretrained=True asks timm's download cache for the official release URL (answered here with the test's
     file: nothing is downloaded) and loads what it returns."""
-    module = importlib.import_module('zoo.models.tinysam.sam')
+    module = importlib.import_module('zoo.models.tinysam.build_sam')
     asked = []
     monkeypatch.setattr(module, 'download_cached_file', lambda url, **kwargs: asked.append(url) or str(ckpt_path))
     model = create_sam('tinysam', pretrained=True)

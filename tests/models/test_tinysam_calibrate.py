@@ -10,11 +10,12 @@ from torch import nn
 
 from fidelity import deterministic_state_dict, load_fixture
 from zoo.models.tinysam import build_tinysam, create_sam, default_quant_layers, load_quantized, load_sam_checkpoint
-from zoo.models.tinysam.calibrate import main as calibrate_main, mask_agreement, read_images
-from zoo.models.tinysam.calibration import (LayerSamples, SearchConfig, _outputs, calibrate_sam, collect_samples,
-                                            search_scales)
-from zoo.models.tinysam.quant_layers import QuantLinear
-from zoo.models.tinysam.quantize import QuantLayer
+from zoo.models.tinysam.quant.agreement import mask_agreement
+from zoo.models.tinysam.quant.calibration import (LayerSamples, SearchConfig, _outputs, calibrate_sam,
+                                                  collect_samples, search_scales)
+from zoo.models.tinysam.quant.layers import QuantLinear
+from zoo.models.tinysam.quant.quantize import QuantLayer
+from zoo.sam import main as sam_main, read_images
 
 FAST = SearchConfig(candidates=8, rounds=1, rows_per_image=64, window=4)
 
@@ -128,8 +129,9 @@ def test_calibrate_command(tmp_path, photos, capsys):
     Image.fromarray(photos[0][:200, :300]).save(folder / 'a.jpg')
     Image.fromarray(photos[1][:200, :300]).save(tmp_path / 'check.png')
     out = tmp_path / 'q.safetensors'
-    assert calibrate_main(['--checkpoint', str(ckpt), '--images', str(folder), '--out', str(out), '--candidates', '2',
-                           '--rounds', '1', '--points-per-side', '2', '--check', str(tmp_path / 'check.png')]) == 0
+    assert sam_main(['calibrate', '--checkpoint', str(ckpt), '--images', str(folder), '--out', str(out),
+                     '--candidates', '2', '--rounds', '1', '--points-per-side', '2',
+                     '--check', str(tmp_path / 'check.png')]) == 0
     printed = capsys.readouterr().out
     assert 'calibrating 118 layers (W8A8) on 1 images' in printed and 'mask_iou_mean' in printed
     state_dict, layers = load_quantized(out)

@@ -22,11 +22,12 @@ from torch import nn
 from fidelity import deterministic_state_dict, load_fixture, make_input, tensor_from_record
 from zoo.models.tinysam import (SamPredictor, build_tinysam, build_tinysam_w8a8, create_sam, default_quant_layers,
                                 load_quantized, quantize_modules, save_quantized)
-from zoo.models.tinysam.convert_quantized import convert_w8a8_checkpoint, main as convert_main
-from zoo.models.tinysam.layout import to_zoo_name
-from zoo.models.tinysam.quant_layers import (GELU_MIN, PostGeluQuantLinear, QuantConv2d, QuantConvTranspose2d,
+from zoo.models.tinysam.quant.convert import convert_w8a8_checkpoint
+from zoo.models.tinysam.quant.layers import (GELU_MIN, PostGeluQuantLinear, QuantConv2d, QuantConvTranspose2d,
                                              QuantLinear)
-from zoo.models.tinysam.quantize import QuantLayer
+from zoo.models.tinysam.quant.quantize import QuantLayer
+from zoo.models.tinysam.utils.layout import to_zoo_name
+from zoo.sam import main as sam_main
 
 OFFICIAL_CLASSES = {'linear': 'InferQuantLinear', 'post': 'InferQuantLinearPost', 'conv': 'InferQuantConv2d',
                     'convT': 'InferQuantConvTranspose2d'}
@@ -181,7 +182,7 @@ def test_release_layout_converts(converted, official):
 
 def test_release_and_converted_file_load_the_same(release, qsam, tmp_path):
     out = tmp_path / 'w8a8_zoo.safetensors'
-    assert convert_main([str(release), str(out)]) == 0
+    assert sam_main(['convert-w8a8', str(release), str(out)]) == 0
     again = create_sam('tinysam_w8a8', checkpoint=out)
     ref = qsam.state_dict()
     assert again.state_dict().keys() == ref.keys()
@@ -212,7 +213,7 @@ def test_unpickling_runs_no_code(tmp_path, float_sd, official):
 def test_pretrained_fetches_the_release(release, qsam, monkeypatch):
     """pretrained=True asks timm's download cache for the W8A8 release URL (answered with the test's file) and
     reads the file it returns through the converter."""
-    module = importlib.import_module('zoo.models.tinysam.sam')
+    module = importlib.import_module('zoo.models.tinysam.build_sam')
     asked = []
     monkeypatch.setattr(module, 'download_cached_file', lambda url, **kwargs: asked.append(url) or str(release))
     model = create_sam('tinysam_w8a8', pretrained=True)

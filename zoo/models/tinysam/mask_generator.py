@@ -10,16 +10,17 @@ cell); here they are SAM's standard dense grid, so an uncovered image gets exact
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from .amg import (MaskRecords, batch_iterator, build_point_grid, mask_to_rle, masks_to_boxes, remove_small_regions,
-                  rle_area, rle_to_mask, stability_score)
-from .predictor import SamPredictor, to_rgb_uint8
-from .sam import TinySam
+from .modeling.tiny_sam import TinySam
+from .predictor import SamPredictor
+from .utils.amg import (MaskRecords, batch_iterator, build_point_grid, mask_to_rle, masks_to_boxes, remove_small_regions,
+                        rle_area, rle_to_mask, stability_score)
+from .utils.transforms import to_rgb_uint8
 
 __all__ = ['SamMaskGenerator', 'uncovered_grid_points']
 

@@ -1,7 +1,7 @@
 """Helpers of automatic mask generation: point grids, mask scores, boxes, run-length encoding, clean-up."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 import torch

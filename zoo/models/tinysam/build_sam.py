@@ -1,96 +1,26 @@
-"""The TinySAM model: image encoder + prompt encoder + mask decoder, and ``create_sam`` to build and load it
-(float TinySAM, or Q-TinySAM, its W8A8 fake-quantized variant)."""
+"""Building and loading TinySAM: ``create_sam`` (float TinySAM, or Q-TinySAM, its W8A8 fake-quantized variant),
+the architecture builders, and the official checkpoints' readers (as segment-anything's ``build_sam``)."""
 from __future__ import annotations
 
 import os
 import zipfile
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from timm.models._hub import download_cached_file
-from torch import nn
 
 from ...registry import WEIGHTS_NAME, HubError, hub_config, hub_file, hub_source
-from ...state_dicts import compare_state_dict
-from .convert_quantized import convert_w8a8_checkpoint
-from .image_encoder import QUANT_RELEASE_URL, RELEASE_URL, TinySamImageEncoder
-from .layout import to_zoo_layout
-from .mask_decoder import MaskDecoder
-from .prompt_encoder import PromptEncoder
-from .quantize import QuantLayer, default_quant_layers, load_quantized, quantize_modules
-from .transformer import TwoWayTransformer
+from ...state_dicts import compare_state_dict, unwrap_state_dict
+from .modeling import MaskDecoder, PromptEncoder, TinySam, TinySamImageEncoder, TwoWayTransformer
+from .modeling.image_encoder import RELEASE_URL
+from .quant.convert import convert_w8a8_checkpoint
+from .quant.quantize import QuantLayer, default_quant_layers, load_quantized, quantize_modules
+from .utils.layout import to_zoo_layout
 
-__all__ = ['TinySam', 'create_sam', 'build_tinysam', 'build_tinysam_w8a8', 'load_sam_checkpoint',
-           'load_quantized_checkpoint', 'SAM_MODELS']
+__all__ = ['create_sam', 'build_tinysam', 'build_tinysam_w8a8', 'load_sam_checkpoint', 'load_quantized_checkpoint',
+           'SAM_MODELS', 'SAM_URLS']
 
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
-
-
-class TinySam(nn.Module):
-    """Segment Anything with TinySAM's encoder. Inputs are 0..255 RGB images, resized so the longest side
-    is ``image_encoder.img_size`` (see :class:`ResizeLongestSide`); ``preprocess`` normalises and pads them.
-    """
-    mask_threshold: float = 0.0
-    image_format: str = 'RGB'
-
-    def __init__(self, image_encoder: TinySamImageEncoder, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder,
-                 pixel_mean: Tuple[float, ...] = PIXEL_MEAN, pixel_std: Tuple[float, ...] = PIXEL_STD):
-        super().__init__()
-        self.image_encoder = image_encoder
-        self.prompt_encoder = prompt_encoder
-        self.mask_decoder = mask_decoder
-        self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
-        self.register_buffer('pixel_std', torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    @property
-    def img_size(self) -> int:
-        return self.image_encoder.img_size
-
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise 0..255 RGB (…, 3, h, w) and pad bottom/right to img_size x img_size."""
-        h, w = x.shape[-2:]
-        if h > self.img_size or w > self.img_size:
-            raise ValueError(f'image {h}x{w} is larger than the model input {self.img_size}; '
-                             f'resize it first (ResizeLongestSide)')
-        x = (x - self.pixel_mean) / self.pixel_std
-        return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
-
-    def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, int],
-                          original_size: Tuple[int, int]) -> torch.Tensor:
-        """Low-resolution logits -> logits at the original image size (padding removed)."""
-        masks = F.interpolate(masks, (self.img_size, self.img_size), mode='bilinear', align_corners=False)
-        masks = masks[..., :input_size[0], :input_size[1]]
-        return F.interpolate(masks, tuple(original_size), mode='bilinear', align_corners=False)
-
-    def decode(self, image_embeddings: torch.Tensor, point_coords: Optional[torch.Tensor] = None,
-               point_labels: Optional[torch.Tensor] = None, boxes: Optional[torch.Tensor] = None,
-               mask_input: Optional[torch.Tensor] = None,
-               multimask_output: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Prompts in the input frame -> (low-res logits (B, M, 256, 256), IoU predictions (B, M))."""
-        points = (point_coords, point_labels) if point_coords is not None else None
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        return self.mask_decoder(image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense,
-                                 multimask_output=multimask_output)
-
-    @torch.no_grad()
-    def forward(self, batched_input: List[Dict[str, Any]], multimask_output: bool = True) -> List[Dict[str, torch.Tensor]]:
-        """segment-anything's batched interface: a list of dicts with 'image' (3, h, w already resized),
-        'original_size', and optional 'point_coords', 'point_labels', 'boxes', 'mask_inputs' in the input frame."""
-        images = torch.stack([self.preprocess(rec['image']) for rec in batched_input])
-        embeddings = self.image_encoder(images)
-        outputs = []
-        for rec, emb in zip(batched_input, embeddings):
-            low_res, iou = self.decode(emb[None], rec.get('point_coords'), rec.get('point_labels'),
-                                       rec.get('boxes'), rec.get('mask_inputs'), multimask_output)
-            masks = self.postprocess_masks(low_res, rec['image'].shape[-2:], rec['original_size'])
-            outputs.append({'masks': masks > self.mask_threshold, 'iou_predictions': iou, 'low_res_logits': low_res})
-        return outputs
+QUANT_RELEASE_URL = 'https://github.com/xinghaochen/TinySAM/releases/download/2.0/tinysam_w8a8.pth'
 
 
 def build_tinysam(img_size: int = 1024, prompt_embed_dim: int = 256) -> TinySam:
@@ -120,7 +50,8 @@ SAM_URLS = {'tinysam': RELEASE_URL, 'tinysam_w8a8': QUANT_RELEASE_URL}
 
 
 def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict[str, torch.Tensor]]) -> TinySam:
-    """Load an official TinySAM state dict (a path or a dict; may be wrapped in 'model' / 'state_dict')."""
+    """Load an official TinySAM state dict (a path or a dict; may be wrapped in 'model' / 'state_dict' or carry
+    DistributedDataParallel's ``module.`` prefix)."""
     if isinstance(checkpoint, (str, os.PathLike)) and os.fspath(checkpoint).endswith('.safetensors'):
         from safetensors.torch import load_file
         checkpoint = load_file(os.fspath(checkpoint))  # a zoo Hub folder's model.safetensors
@@ -132,12 +63,9 @@ def load_sam_checkpoint(model: TinySam, checkpoint: Union[str, os.PathLike, Dict
                 f'{os.fspath(checkpoint)!r} is not a plain state dict that loads with weights_only=True '
                 f'({type(e).__name__}); if it is the W8A8 release tinysam_w8a8.pth (a pickled module), load it '
                 f'with create_sam("tinysam_w8a8", checkpoint=...)') from e
-    for wrapper in ('model', 'state_dict'):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(wrapper), dict):
-            checkpoint = checkpoint[wrapper]
-    if not isinstance(checkpoint, dict):
+    if not isinstance(checkpoint, Mapping):
         raise ValueError(f'expected a state dict, got {type(checkpoint).__name__}')
-    state_dict = to_zoo_layout(checkpoint)
+    state_dict = to_zoo_layout(unwrap_state_dict(checkpoint))
     if any(k.endswith('.weight_scale') for k in state_dict):
         raise ValueError('checkpoint holds quantization scales: it is a Q-TinySAM checkpoint; load it with '
                          'create_sam("tinysam_w8a8", checkpoint=...)')

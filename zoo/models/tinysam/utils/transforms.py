@@ -1,6 +1,7 @@
 """SAM's input geometry: resize so the longest side is the model's input size, and map prompts alike."""
 from __future__ import annotations
 
+import warnings
 from typing import Tuple
 
 import numpy as np
@@ -8,7 +9,38 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ['ResizeLongestSide']
+__all__ = ['ResizeLongestSide', 'to_rgb_uint8']
+
+
+def to_rgb_uint8(image: np.ndarray, image_format: str = 'RGB') -> np.ndarray:
+    """An HxWx3 uint8 RGB array from an RGB/BGR, grayscale (HxW, HxWx1) or RGBA (HxWx4) image.
+
+    Grayscale is replicated to three channels and RGBA loses its alpha channel, each with a warning;
+    floating-point images must lie in [0, 1] (scaled to 0..255) or [0, 255].
+    """
+    image = np.asarray(image)
+    if image_format not in ('RGB', 'BGR'):
+        raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        warnings.warn('grayscale image: replicating it to 3 channels', stacklevel=3)
+        image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        warnings.warn('RGBA image: dropping the alpha channel', stacklevel=3)
+        image = image[..., :3]
+    elif image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'expected an HxWx3 (or HxW / HxWx1 / HxWx4) image, got shape {image.shape}')
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f'empty image of shape {image.shape}')
+    if image.dtype != np.uint8:
+        if not np.issubdtype(image.dtype, np.number):
+            raise ValueError(f'image dtype {image.dtype} is not numeric')
+        image = image.astype(np.float64)
+        if image.max() <= 1.0:
+            image = image * 255.0
+        image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    if image_format == 'BGR':
+        image = image[..., ::-1]
+    return np.ascontiguousarray(image)
 
 
 class ResizeLongestSide:

@@ -246,5 +246,5 @@ class QuantConvTranspose2d(_QuantConvMixin, nn.ConvTranspose2d):
                                   self.padding, self.output_padding, self.groups, self.dilation)
 
 
-#: quantized layer classes by kind (the ``kind`` of a :class:`~zoo.models.tinysam.quantize.QuantLayer`)
+#: quantized layer classes by kind (the ``kind`` of a :class:`~zoo.models.tinysam.quant.quantize.QuantLayer`)
 QUANT_LAYERS = {cls.kind: cls for cls in (QuantLinear, PostGeluQuantLinear, QuantConv2d, QuantConvTranspose2d)}

@@ -14,25 +14,23 @@ them and lets the pickle call them. zoo never does that. Instead:
 What comes back is a tree of module ``__dict__`` records: parameters, buffers, submodules and plain attributes
 (bit widths, ``mode``). :func:`convert_w8a8_checkpoint` turns it into a zoo Q-TinySAM state dict and layer list.
 
-    python -m zoo.models.tinysam.convert_quantized tinysam_w8a8.pth tinysam_w8a8_zoo.safetensors
+    python -m zoo.sam convert-w8a8 tinysam_w8a8.pth tinysam_w8a8_zoo.safetensors
 """
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
-import sys
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Union
 
 import torch
 
-from .layout import to_zoo_name
-from .quantize import QuantLayer, save_quantized
+from ..utils.layout import to_zoo_name
+from .quantize import QuantLayer
 
-__all__ = ['PickledObject', 'read_pickled_module', 'convert_w8a8_checkpoint', 'ConvertedCheckpoint', 'main']
+__all__ = ['PickledObject', 'read_pickled_module', 'convert_w8a8_checkpoint', 'ConvertedCheckpoint']
 
 PathLike = Union[str, os.PathLike]
 
@@ -200,23 +198,3 @@ def convert_w8a8_checkpoint(path: PathLike) -> ConvertedCheckpoint:
     if not out.layers:
         raise ValueError(f'{os.fspath(path)!r} holds a pickled module without quantized layers; not Q-TinySAM')
     return out
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m zoo.models.tinysam.convert_quantized',
-                                     description=__doc__.split('\n')[0])
-    parser.add_argument('src', help='official tinysam_w8a8.pth (a pickled module; read without running it)')
-    parser.add_argument('dst', help='zoo Q-TinySAM file to write (.safetensors)')
-    args = parser.parse_args(argv)
-    from .sam import build_tinysam_w8a8  # local: sam.py imports this module
-
-    converted = convert_w8a8_checkpoint(args.src)
-    build_tinysam_w8a8(converted.layers, converted.state_dict)  # the layout must load before it is written
-    save_quantized(args.dst, converted.state_dict, converted.layers)
-    print(converted.summary())
-    print(f'wrote {args.dst}; load it with zoo.create_sam("tinysam_w8a8", checkpoint={args.dst!r})')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

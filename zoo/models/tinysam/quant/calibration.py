@@ -39,12 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .amg import build_point_grid
-from .predictor import to_rgb_uint8
-from .quant_layers import GELU_MIN, QUANT_LAYERS
+from ..modeling.tiny_sam import TinySam
+from ..utils.amg import build_point_grid
+from ..utils.transforms import ResizeLongestSide, to_rgb_uint8
+from .layers import GELU_MIN, QUANT_LAYERS
 from .quantize import QuantLayer, default_quant_layers, quantize_modules
-from .sam import TinySam
-from .transforms import ResizeLongestSide
 
 __all__ = ['SearchConfig', 'LayerSamples', 'collect_samples', 'search_scales', 'calibrate_sam']
 

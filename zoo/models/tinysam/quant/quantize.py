@@ -1,7 +1,7 @@
 """Q-TinySAM: which layers of TinySAM are quantized, swapping them in, and zoo's file of a quantized model.
 
-A quantized model is a float :class:`~zoo.models.tinysam.sam.TinySam` whose listed layers are replaced by the
-fake-quantized layers of :mod:`.quant_layers`. The list (layer name -> :class:`QuantLayer`) travels with the
+A quantized model is a float :class:`~zoo.models.tinysam.modeling.TinySam` whose listed layers are replaced by the
+fake-quantized layers of :mod:`.layers`. The list (layer name -> :class:`QuantLayer`) travels with the
 weights: zoo's Q-TinySAM file is a safetensors file whose metadata holds it, so the model can be rebuilt from
 the file alone.
 """
@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .quant_layers import QUANT_LAYERS
+from .layers import QUANT_LAYERS
 
 __all__ = ['QuantLayer', 'default_quant_layers', 'quantize_modules', 'save_quantized', 'load_quantized',
            'QUANT_FORMAT']

@@ -24,15 +24,21 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from timm.models.tiny_vit import ConvNorm, MBConv, PatchEmbed, TinyVitBlock
 
-from ...layers import check_image_input
-from ...registry import register_model
+from ....layers import check_image_input
+from ....registry import register_model
+from ....state_dicts import unwrap_state_dict
+from ..utils.layout import rename_encoder_key
 
 __all__ = ['TinySamImageEncoder', 'checkpoint_filter_fn']
 
 RELEASE_URL = 'https://github.com/xinghaochen/TinySAM/releases/download/3.0/tinysam_42.3.pth'
-QUANT_RELEASE_URL = 'https://github.com/xinghaochen/TinySAM/releases/download/2.0/tinysam_w8a8.pth'
 SAM_PIXEL_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
 SAM_PIXEL_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
+
+
+def _check_global_pool(global_pool: str) -> None:
+    if global_pool not in ('avg', ''):
+        raise ValueError(f"global_pool must be 'avg' or '' (no pooling), got {global_pool!r}")
 
 
 class PatchMerging(nn.Module):
@@ -126,8 +132,7 @@ class TinySamImageEncoder(nn.Module):
             global_pool: str = 'avg',
     ):
         super().__init__()
-        if global_pool not in ('avg', ''):
-            raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+        _check_global_pool(global_pool)
         self.img_size = img_size
         self.in_chans = in_chans
         self.num_classes = num_classes
@@ -197,9 +202,10 @@ class TinySamImageEncoder(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
         if global_pool is not None:
+            _check_global_pool(global_pool)
             self.global_pool = global_pool
+        self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_intermediates(
@@ -235,11 +241,14 @@ class TinySamImageEncoder(nn.Module):
             prune_norm: bool = False,
             prune_head: bool = True,
     ) -> List[int]:
+        """Keep the stages up to the last of ``indices`` (without its merge); ``prune_head`` drops the SAM neck and
+        the classifier with its norm. The trunk has no final norm of its own, so ``prune_norm`` changes nothing."""
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
         self.layers = self.layers[:max_index + 1]
         self.layers[-1].downsample = None
         if prune_head:
             self.neck = nn.Identity()
+            self.norm_head = nn.Identity()
             self.reset_classifier(0, '')
         return take_indices
 
@@ -258,12 +267,15 @@ class TinySamImageEncoder(nn.Module):
         return x.contiguous()
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """TinyViT's classifier on trunk features (kept for the checkpoint layout; SAM does not use it)."""
+        """TinyViT's classifier on trunk features (kept for the checkpoint layout; SAM does not use it).
+        Without pooling (``global_pool=''``) the norm and head act on every position: (B, C, H, W) stays NCHW."""
         if self.global_pool == 'avg':
-            x = x.mean(dim=(2, 3))
-        x = self.norm_head(x)
+            x = self.norm_head(x.mean(dim=(2, 3)))
+        else:
+            x = self.norm_head(x.permute(0, 2, 3, 1))
         x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
+        x = x if pre_logits else self.head(x)
+        return x if self.global_pool == 'avg' else x.permute(0, 3, 1, 2)
 
     def forward_neck(self, x: torch.Tensor) -> torch.Tensor:
         """Trunk features -> SAM image embedding (B, 256, H/16, W/16)."""
@@ -274,23 +286,16 @@ class TinySamImageEncoder(nn.Module):
         return self.forward_neck(self.forward_features(x))
 
 
-def _rename(key: str) -> str:
-    key = key.replace('patch_embed.seq.0.', 'patch_embed.conv1.').replace('patch_embed.seq.2.', 'patch_embed.conv2.')
-    return key.replace('.c.', '.conv.')
-
-
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: TinySamImageEncoder) -> dict[str, torch.Tensor]:
     """Official TinySAM checkpoint (whole SAM or encoder only) -> encoder state dict in the zoo layout."""
-    for wrapper in ('model', 'state_dict'):
-        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
-            state_dict = state_dict[wrapper]
+    state_dict = unwrap_state_dict(state_dict)
     if any(k.startswith('image_encoder.') for k in state_dict):
         state_dict = {k[len('image_encoder.'):]: v for k, v in state_dict.items() if k.startswith('image_encoder.')}
     out = {}
     for k, v in state_dict.items():
         if k.endswith('attention_bias_idxs'):
             continue
-        out[_rename(k)] = v
+        out[rename_encoder_key(k)] = v
     if isinstance(model.head, nn.Identity):
         out = {k: v for k, v in out.items() if not k.startswith('head.')}
     return out
