@@ -136,7 +136,7 @@ def cgrseg_folder(tmp_path, one_thread):
 def test_entry_points_take_hub_names(cgrseg_folder, tmp_path, capsys):
     from zoo.downstream import build_backbone
     from zoo.segment import main as segment
-    from zoo.train.models import check_model_name
+    from zoo.train.networks import check_model_name
 
     name = f'local-dir:{cgrseg_folder}'
     assert resolve_input_shape(name) == (3, 512, 512)

@@ -13,7 +13,7 @@ from zoo.train import mim as mim_module
 from zoo.train.checkpoint import load_checkpoint
 from zoo.train.hog import hog_histograms, hog_patch_targets
 from zoo.train.mim import MaskedImageModel, masked_mse_loss, random_block_mask, size_for_epoch
-from zoo.train.models import read_state_dict
+from zoo.train.networks import read_state_dict
 
 RECIPES = Path(__file__).parents[2] / 'configs' / 'train'
 

@@ -14,7 +14,7 @@ from zoo.train import ConfigError, DataError, evaluate, load_recipe, make_config
 from zoo.train.checkpoint import load_checkpoint
 from zoo.train.data import ImageSamples, build_datasets, find_folder_samples, load_digits_samples
 from zoo.train.embed_descriptions import main as embed_main
-from zoo.train.models import read_state_dict
+from zoo.train.networks import read_state_dict
 from zoo.train.text_align import (TextEmbeddingSamples, contrastive_alignment_loss, cosine_alignment_loss,
                                   read_text_embeddings, sample_keys, write_text_embeddings)
 

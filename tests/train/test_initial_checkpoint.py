@@ -9,7 +9,7 @@ from timm.layers import resample_abs_pos_embed
 
 import zoo  # noqa: F401
 from zoo.train import ConfigError
-from zoo.train.models import load_initial_weights
+from zoo.train.networks import load_initial_weights
 
 
 def _save(model: torch.nn.Module, path) -> dict:

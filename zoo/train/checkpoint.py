@@ -18,7 +18,7 @@ import torch
 
 from ..checkpoint_io import CheckpointError, load_checkpoint_file, with_digest
 
-__all__ = ['atomic_save', 'load_checkpoint', 'rng_state', 'set_rng_state', 'unwrap_model']
+__all__ = ['atomic_save', 'load_checkpoint', 'rng_state', 'set_rng_state']
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -94,14 +94,3 @@ def _to_plain(x: Any) -> Any:
 
 def _to_tuple(x: Any) -> Any:
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module under DistributedDataParallel and torch.compile wrappers."""
-    while True:
-        if hasattr(model, 'module'):
-            model = model.module
-        elif hasattr(model, '_orig_mod'):
-            model = model._orig_mod
-        else:
-            return model

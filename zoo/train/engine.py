@@ -14,14 +14,12 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.utils import dispatch_clip_grad
+from timm.utils import AverageMeter, NativeScaler, accuracy, dispatch_clip_grad, unwrap_model
 from tqdm import tqdm
 
-from .checkpoint import unwrap_model
 from .distill import teacher_logits_for
 from .distributed import all_reduce_sum
 from .hooks import StepHook, call_step_hooks
-from .metrics import AverageMeter, accuracy
 
 __all__ = ['StepState', 'train_one_epoch', 'validate', 'validate_losses']
 
@@ -38,10 +36,11 @@ class StepState:
 
 def train_one_epoch(
         net: nn.Module, loader, optimizer, scheduler, objective: Callable[..., dict], state: StepState, *,
-        device: torch.device, autocast: Callable[[], Any], scaler=None, ema=None, teacher: Optional[nn.Module] = None,
-        teacher_img_size: Optional[int] = None, mixup_fn=None, clip_grad: Optional[float] = None,
-        clip_mode: str = 'norm', accum_steps: int = 1, channels_last: bool = False, max_steps: int = 0,
-        hooks: tuple[StepHook, ...] = (), progress: bool = True, desc: str = '') -> dict[str, float]:
+        device: torch.device, autocast: Callable[[], Any], scaler: Optional[NativeScaler] = None, ema=None,
+        teacher: Optional[nn.Module] = None, teacher_img_size: Optional[int] = None, mixup_fn=None,
+        clip_grad: Optional[float] = None, clip_mode: str = 'norm', accum_steps: int = 1, channels_last: bool = False,
+        max_steps: int = 0, hooks: tuple[StepHook, ...] = (), progress: bool = True,
+        desc: str = '') -> dict[str, float]:
     """Train for one epoch; returns the mean of every loss term, the total loss and (when the network gives
     logits) the train top-1 (%)."""
     net.train()
@@ -71,18 +70,13 @@ def train_one_epoch(
                 loss = sum(losses.values())
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f'loss is {loss.item()} at step {state.step}; lower --lr or check the data')
-            if scaler is not None:
-                scaler.scale(loss / accum_steps).backward()
+            if scaler is not None:  # scaled backward; on the last micro-batch also unscale, clip, step, update
+                scaler(loss / accum_steps, optimizer, clip_grad=clip_grad, clip_mode=clip_mode,
+                       parameters=net.parameters(), need_update=last_micro)
             else:
                 (loss / accum_steps).backward()
         if last_micro:
-            if scaler is not None:
-                if clip_grad:
-                    scaler.unscale_(optimizer)
-                    dispatch_clip_grad(net.parameters(), clip_grad, mode=clip_mode)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
+            if scaler is None:
                 if clip_grad:
                     dispatch_clip_grad(net.parameters(), clip_grad, mode=clip_mode)
                 optimizer.step()
@@ -129,8 +123,10 @@ def validate(model: nn.Module, loader, *, device: torch.device, autocast: Callab
             logits = model(x)
         logits = logits.float()
         loss_sum += float(F.cross_entropy(logits, target, reduction='sum'))
-        hits += torch.tensor(accuracy(logits, target, (1, 5)), dtype=torch.float64)
-        count += x.shape[0]
+        n = x.shape[0]  # timm's accuracy is a percentage of the batch: back to counts, summed over batches
+        hits += torch.tensor([round(float(a) * n / 100.) for a in accuracy(logits, target, (1, 5))],
+                             dtype=torch.float64)
+        count += n
     totals = all_reduce_sum(torch.cat([torch.tensor([loss_sum, count], dtype=torch.float64), hits]))
     n = max(float(totals[1]), 1.)
     return {'val_loss': float(totals[0]) / n, 'val_top1': 100. * float(totals[2]) / n,

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from .checkpoint import atomic_write_text
 
-__all__ = ['write_metrics', 'AverageMeter', 'accuracy']
+__all__ = ['write_metrics']
 
 
 def write_metrics(history: Sequence[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
@@ -31,26 +31,3 @@ def write_metrics(history: Sequence[dict[str, Any]], out_dir: str | Path) -> tup
 
 def _fmt(v: Any) -> Any:
     return f'{v:.6g}' if isinstance(v, float) else v
-
-
-class AverageMeter:
-    """Running weighted mean."""
-
-    def __init__(self) -> None:
-        self.sum, self.count = 0., 0
-
-    def update(self, value: float, n: int = 1) -> None:
-        self.sum += value * n
-        self.count += n
-
-    @property
-    def avg(self) -> float:
-        return self.sum / max(self.count, 1)
-
-
-def accuracy(logits, target, topk=(1, 5)) -> list[int]:
-    """Number of samples whose target is within the top-k predictions, per k (k capped at the class count)."""
-    maxk = min(max(topk), logits.shape[-1])
-    pred = logits.topk(maxk, dim=-1).indices
-    hit = pred.eq(target.view(-1, 1))
-    return [int(hit[:, :min(k, maxk)].any(-1).sum()) for k in topk]

@@ -33,11 +33,12 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 
+from .config import ConfigError, TrainConfig
 from .hog import hog_patch_targets, patchify, pixel_patch_targets
 from .training_net import TrainingNet
 
 __all__ = ['random_block_mask', 'patch_embedding_conv', 'final_feature_map', 'MIMDecoder', 'MaskedImageModel',
-           'masked_mse_loss', 'size_for_epoch']
+           'masked_mse_loss', 'size_for_epoch', 'build_masked_image_model', 'mim_objective', 'validate_fastmim']
 
 
 def _lcm(a: int, b: int) -> int:
@@ -295,3 +296,52 @@ class MaskedImageModel(TrainingNet):
         cell_mask = patchify(cells.unsqueeze(1).float(), self.stride // self.cell).bool()  # (B, L, K)
         k = cell_mask.shape[-1]
         return None, (pred.view(b, pred.shape[1], k, -1), self.targets(x).view(b, pred.shape[1], k, -1), cell_mask)
+
+
+def build_masked_image_model(cfg: TrainConfig, student: nn.Module, teacher: None, num_classes: int) -> MaskedImageModel:
+    """The FastMIM paradigm's network: ``student`` as the encoder, configured by the ``mim_*`` options."""
+    try:
+        return MaskedImageModel(
+            student, img_size=cfg.img_size, mask_ratio=cfg.mim_mask_ratio, mask_patch=cfg.mim_mask_patch,
+            target=cfg.mim_target, hog_bins=cfg.mim_hog_bins, hog_cell=cfg.mim_hog_cell,
+            norm_target=cfg.mim_norm_target, decoder_dim=cfg.mim_decoder_dim, decoder_depth=cfg.mim_decoder_depth,
+            sizes=cfg.mim_sizes, size_epochs=cfg.mim_size_epochs, epochs=cfg.epochs)
+    except ValueError as e:
+        raise ConfigError(f'{cfg.model}: {e}') from e
+
+
+def masked_reconstruction_terms(logits: None, aux: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                                target: torch.Tensor, teacher_logits: None) -> dict[str, torch.Tensor]:
+    """FastMIM's one loss term, ``mim``: mean squared error of the prediction on masked cells."""
+    return {'mim': masked_mse_loss(*aux)}
+
+
+def mim_objective(cfg: TrainConfig, mixup_active: bool):
+    """The FastMIM paradigm's objective (no labels, no options)."""
+    return masked_reconstruction_terms
+
+
+def validate_fastmim(cfg: TrainConfig) -> None:
+    """Refuse options FastMIM pre-training cannot take."""
+    unsupported = [name for name, on in (
+        (f'--distill {cfg.distill}', cfg.distill != 'none'), ('--mixup / --cutmix', cfg.mixup > 0 or cfg.cutmix > 0),
+        ('--model-ema', cfg.model_ema), ('--reparameterize', cfg.reparameterize),
+        ('--evaluate', cfg.evaluate)) if on]
+    if unsupported:
+        raise ConfigError(f'FastMIM pre-training takes no {", ".join(unsupported)} (it learns without labels; '
+                          f'fine-tune the encoder with --initial-checkpoint, then evaluate that)')
+    if not 0. < cfg.mim_mask_ratio < 1.:
+        raise ConfigError(f'mim_mask_ratio must be between 0 and 1, got {cfg.mim_mask_ratio}')
+    if cfg.mim_target not in ('hog', 'pixel'):
+        raise ConfigError(f"mim_target must be 'hog' or 'pixel', got {cfg.mim_target!r}")
+    if cfg.mim_hog_bins < 1 or cfg.mim_hog_cell < 1 or cfg.mim_mask_patch < 0 or cfg.mim_decoder_depth < 0:
+        raise ConfigError('mim_hog_bins and mim_hog_cell must be >= 1; mim_mask_patch and mim_decoder_depth >= 0')
+    if len(cfg.mim_sizes) != len(cfg.mim_size_epochs):
+        raise ConfigError(f'mim_sizes ({cfg.mim_sizes}) and mim_size_epochs ({cfg.mim_size_epochs}) need one '
+                          f'start epoch per size')
+    if cfg.mim_sizes:
+        if cfg.mim_size_epochs[0] != 0 or sorted(set(cfg.mim_size_epochs)) != list(cfg.mim_size_epochs):
+            raise ConfigError(f'mim_size_epochs must start at 0 and increase, got {cfg.mim_size_epochs}')
+        if max(cfg.mim_sizes) > cfg.img_size or min(cfg.mim_sizes) < 1:
+            raise ConfigError(f'mim_sizes {cfg.mim_sizes} must lie within 1..img_size ({cfg.img_size}): the loader '
+                              f'delivers img_size images and each epoch resizes them down on the device')

@@ -37,7 +37,7 @@ import torch
 
 from .config import ConfigError, make_config
 from .data import DataError, build_datasets
-from .models import check_model_name
+from .networks import check_model_name
 from .run import train
 from .text_align import sample_keys, write_text_embeddings
 

@@ -9,8 +9,9 @@ import copy
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -19,22 +20,22 @@ from timm.data import Mixup
 from timm.models import reparameterize_model
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
-from timm.utils import ModelEmaV3, random_seed
+from timm.utils import ModelEmaV3, NativeScaler, random_seed
 
 from ..checkpoint_io import CheckpointError
 from ..state_dicts import compare_state_dict
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from .config import ConfigError, TrainConfig, parse_config
-from .data import DataError, build_datasets, build_loaders
+from .data import DataError, DataSplits, build_datasets, build_loaders
 from .distributed import DistInfo, barrier, cleanup_distributed, init_distributed
 from .engine import StepState, train_one_epoch, validate, validate_losses
 from .hooks import StepHook, collect_step_hooks
 from .metrics import write_metrics
-from .models import create_student, create_teacher, read_state_dict
-from .paradigm import build_net, build_objective
+from .networks import create_student, create_teacher, read_state_dict
+from .paradigm import Paradigm, get_paradigm
 from .plotting import plot_history
 from .rundir import RunLock, prepare_output, resolve_output, write_config
-from .text_align import attach_text_embeddings
+from .training_net import TrainingNet
 
 __all__ = ['train', 'evaluate', 'main']
 
@@ -131,21 +132,21 @@ def train(cfg: TrainConfig, step_hooks: Iterable[StepHook] = ()) -> dict[str, An
         cleanup_distributed()
 
 
-def _prepare(cfg: TrainConfig, info: DistInfo, text_embeddings: bool = False):
-    """Device, data, model and loaders; with ``text_embeddings``, training batches carry each image's text
-    embedding (GPT4Image), checked against the training split here, before any step."""
+def _prepare(cfg: TrainConfig, info: DistInfo, paradigm: Optional[Paradigm] = None):
+    """Device, data, model and loaders; ``paradigm``'s data hook (e.g. GPT4Image's text embeddings, checked
+    against the training split here, before any step) gives the splits and the network's data arguments."""
     device = _device(cfg, info)
     random_seed(cfg.seed, info.rank)
     data = build_datasets(cfg)
-    text_dim = 0
-    if text_embeddings:
-        data, text_dim = attach_text_embeddings(cfg, data)
+    data_info: dict[str, Any] = {}
+    if paradigm is not None and paradigm.prepare_data is not None:
+        data, data_info = paradigm.prepare_data(cfg, data)
     num_classes = cfg.num_classes or len(data.classes)
     if num_classes != len(data.classes):
         raise ConfigError(f'--num-classes {num_classes} differs from the {len(data.classes)} classes of the data')
     student = create_student(cfg, num_classes)
     train_loader, val_loader, data_config = build_loaders(cfg, data, student, info.rank, info.world_size)
-    return device, data, num_classes, student, train_loader, val_loader, text_dim
+    return device, data, num_classes, student, train_loader, val_loader, data_info
 
 
 def evaluate(cfg: TrainConfig, info: Optional[DistInfo] = None) -> dict[str, Any]:
@@ -154,15 +155,12 @@ def evaluate(cfg: TrainConfig, info: Optional[DistInfo] = None) -> dict[str, Any
     device, data, num_classes, student, _, val_loader, _ = _prepare(cfg, info)
     path = Path(cfg.checkpoint) if cfg.checkpoint else _shared_output(cfg, info) / 'last.pth'
     sd = read_state_dict(path)
-    try:
-        student.load_state_dict(sd)
-    except RuntimeError:
-        mismatch = compare_state_dict(sd, student.state_dict())
-        # a deploy-form checkpoint of a re-parameterisable model fits the fused student; anything else is refused
-        if not _deploy_form(student) or compare_state_dict(sd, student.state_dict()):
-            raise ConfigError(f'{path} is not a checkpoint of {cfg.model} with {num_classes} classes: '
-                              f'{mismatch.describe(3)}; pass the --model it was trained as') from None
-        student.load_state_dict(sd)
+    mismatch = compare_state_dict(sd, student.state_dict())
+    # a deploy-form checkpoint of a re-parameterisable model fits the fused student; anything else is refused
+    if mismatch and (not _deploy_form(student) or compare_state_dict(sd, student.state_dict())):
+        raise ConfigError(f'{path} is not a checkpoint of {cfg.model} with {num_classes} classes: '
+                          f'{mismatch.describe(3)}; pass the --model it was trained as')
+    student.load_state_dict(sd)
     student.to(device)
     metrics = validate(student, val_loader, device=device, autocast=_autocast(cfg, device),
                        channels_last=cfg.channels_last, progress=cfg.progress and info.is_main)
@@ -171,10 +169,58 @@ def evaluate(cfg: TrainConfig, info: Optional[DistInfo] = None) -> dict[str, Any
     return {'checkpoint': str(path), **metrics}
 
 
+@dataclass
+class _Run:
+    """What a training run builds before its first step, and the counters it carries from epoch to epoch."""
+    paradigm: Paradigm
+    device: torch.device
+    data: DataSplits
+    student: nn.Module
+    teacher: Optional[nn.Module]
+    net: TrainingNet  # the paradigm's trainable network around the student
+    aux: dict[str, nn.Module]  # its trainable parts beside the student: saved apart from the student's weights
+    train_loader: Any
+    val_loader: Any
+    out: Path
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: Optional[ModelEmaV3]
+    scaler: Optional[NativeScaler]
+    objective: Callable[..., dict]
+    mixup_fn: Optional[Mixup]
+    hooks: tuple[StepHook, ...]
+    autocast: Callable[[], Any]
+    updates_per_epoch: int
+    state: StepState
+    train_net: Optional[nn.Module] = None  # ``net`` under DistributedDataParallel / torch.compile
+
+
 def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...],
            locks: Optional[contextlib.ExitStack] = None) -> dict[str, Any]:
-    device, data, num_classes, student, train_loader, val_loader, text_dim = _prepare(
-        cfg, info, text_embeddings=cfg.paradigm == 'gpt4image')
+    """Build, resume (or record the configuration), train epoch by epoch saving after each, then finish."""
+    run = _build(cfg, info, get_paradigm(cfg.paradigm), extra_hooks, locks)
+    if cfg.resume:
+        _resume(cfg, info, run)
+    elif info.is_main:
+        write_config(cfg, run.out)
+    run.train_net = _wrap_for_training(cfg, info, run)
+    _log(info, f'{cfg.model} ({sum(p.numel() for p in run.student.parameters()) / 1e6:.2f}M params) on '
+               f'{run.data.description}; {cfg.epochs} epochs x {run.updates_per_epoch} steps on {run.device}'
+               f'{f" x {info.world_size} processes" if info.distributed else ""}'
+               f'{f"; {cfg.distill} from {cfg.teacher}" if run.teacher is not None else ""}'
+               f'{f"; {cfg.paradigm}" if cfg.paradigm != TrainConfig.paradigm else ""}; run folder {run.out}')
+    start = time.time()
+    for epoch in range(run.state.epoch, cfg.epochs):
+        row = _train_epoch(cfg, info, run, epoch)
+        _save(cfg, info, run, row)
+        barrier()
+    return _finish(cfg, info, run, time.time() - start)
+
+
+def _build(cfg: TrainConfig, info: DistInfo, paradigm: Paradigm, extra_hooks: tuple[StepHook, ...],
+           locks: Optional[contextlib.ExitStack]) -> _Run:
+    """Data, networks, optimizer, schedule, EMA and scaler; the run folder once the data checks have passed."""
+    device, data, num_classes, student, train_loader, val_loader, data_info = _prepare(cfg, info, paradigm)
     if len(train_loader) == 0:  # every batch dropped (drop_last): the run would train nothing
         per_rank = len(data.train) // info.world_size
         raise ConfigError(f'--batch-size {cfg.batch_size} exceeds the {per_rank} training images '
@@ -182,8 +228,7 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...],
                           f'use --batch-size {per_rank} or less')
     out = _shared_output(cfg, info, locks)  # after the data checks: a refused run writes nothing
     teacher = create_teacher(cfg, num_classes).to(device) if cfg.distill != 'none' else None
-    net = build_net(cfg, student, teacher, num_classes, text_dim).to(device)
-    aux = net.aux_modules()  # trainable parts beside the student: saved apart from its weights
+    net = paradigm.build_net(cfg, student, teacher, num_classes, **data_info).to(device)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
         if teacher is not None:
@@ -198,127 +243,142 @@ def _train(cfg: TrainConfig, info: DistInfo, extra_hooks: tuple[StepHook, ...],
         min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr, warmup_epochs=cfg.warmup_epochs,
         step_on_epochs=not cfg.sched_on_updates, updates_per_epoch=updates_per_epoch)
     ema = _build_ema(cfg, student, device)
-    scaler = torch.amp.GradScaler(device.type) if cfg.amp and cfg.amp_dtype == 'float16' else None
-    state = StepState(total_steps=cfg.epochs * updates_per_epoch)
-
-    if cfg.resume:
-        ckpt = load_checkpoint(out / 'last.pth', require=('model', 'optimizer', 'scheduler', 'epoch', 'step',
-                                                          'best_top1', 'history', 'config', 'rng'))
-        try:
-            net.student.load_state_dict(ckpt['model'])
-        except RuntimeError:
-            raise ConfigError(f'{out / "last.pth"} does not hold a {cfg.model} with {num_classes} classes: '
-                              f'{compare_state_dict(ckpt["model"], net.student.state_dict()).describe(3)}; '
-                              f'start over with --overwrite') from None
-        for key, module in aux.items():
-            if key not in ckpt:
-                raise ConfigError(f'{out / "last.pth"} holds no {key!r} to resume ({cfg.paradigm} run); '
-                                  f'start over with --overwrite')
-            try:
-                module.load_state_dict(ckpt[key])
-            except RuntimeError as e:
-                raise ConfigError(f'the saved {key!r} of {out / "last.pth"} does not fit this run: {e}') from e
-        optimizer.load_state_dict(ckpt['optimizer'])
-        if ckpt['config'].get('epochs') == cfg.epochs:  # an extended run keeps its new schedule
-            scheduler.load_state_dict(ckpt['scheduler'])
-        if ema is not None and 'ema' in ckpt:
-            ema.module.load_state_dict(ckpt['ema'])
-        if scaler is not None and 'scaler' in ckpt:
-            scaler.load_state_dict(ckpt['scaler'])
-        state = StepState(epoch=ckpt['epoch'], step=ckpt['step'], total_steps=state.total_steps,
-                          best_top1=ckpt['best_top1'], history=list(ckpt['history']))
-        set_rng_state(ckpt['rng'][min(info.rank, len(ckpt['rng']) - 1)])
-        _log(info, f'resumed {out} after epoch {state.epoch} (step {state.step})')
-    elif info.is_main:
-        write_config(cfg, out)
-
-    hooks = tuple(collect_step_hooks(net)) + extra_hooks
-    train_net: nn.Module = net
-    if info.distributed:
-        train_net = nn.parallel.DistributedDataParallel(  # MIM leaves the classifier head unused
-            net, device_ids=[device.index] if device.type == 'cuda' else None,
-            find_unused_parameters=cfg.paradigm == 'fastmim')
-    if cfg.compile:
-        train_net = torch.compile(train_net)
+    scaler = NativeScaler(device.type) if cfg.amp and cfg.amp_dtype == 'float16' else None
     mixup_fn = None
     if cfg.mixup > 0 or cfg.cutmix > 0:
         mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
                          switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing, num_classes=num_classes)
-    objective = build_objective(cfg, mixup_fn is not None)
-    autocast = _autocast(cfg, device)
-    teacher_size = cfg.teacher_img_size
+    return _Run(paradigm=paradigm, device=device, data=data, student=student, teacher=teacher, net=net,
+                aux=net.aux_modules(), train_loader=train_loader, val_loader=val_loader, out=out,
+                optimizer=optimizer, scheduler=scheduler, ema=ema, scaler=scaler,
+                objective=paradigm.build_objective(cfg, mixup_fn is not None), mixup_fn=mixup_fn,
+                hooks=tuple(collect_step_hooks(net)) + extra_hooks, autocast=_autocast(cfg, device),
+                updates_per_epoch=updates_per_epoch, state=StepState(total_steps=cfg.epochs * updates_per_epoch))
 
-    _log(info, f'{cfg.model} ({sum(p.numel() for p in student.parameters()) / 1e6:.2f}M params) on {data.description}; '
-               f'{cfg.epochs} epochs x {updates_per_epoch} steps on {device}'
-               f'{f" x {info.world_size} processes" if info.distributed else ""}'
-               f'{f"; {cfg.distill} from {cfg.teacher}" if teacher is not None else ""}'
-               f'{f"; {cfg.paradigm}" if cfg.paradigm != "supervised" else ""}; run folder {out}')
-    start = time.time()
-    for epoch in range(state.epoch, cfg.epochs):
-        if hasattr(train_loader.sampler, 'set_epoch'):
-            train_loader.sampler.set_epoch(epoch)
-        t0 = time.time()
-        row: dict[str, Any] = {'epoch': epoch + 1}
-        row.update(train_one_epoch(
-            train_net, train_loader, optimizer, scheduler, objective, state, device=device, autocast=autocast,
-            scaler=scaler, ema=ema, teacher=teacher, teacher_img_size=teacher_size, mixup_fn=mixup_fn,
-            clip_grad=cfg.clip_grad, clip_mode=cfg.clip_mode, accum_steps=cfg.accum_steps,
-            channels_last=cfg.channels_last, max_steps=cfg.max_steps_per_epoch, hooks=hooks,
-            progress=cfg.progress and info.is_main, desc=f'epoch {epoch + 1}/{cfg.epochs}'))
-        scheduler.step(epoch + 1)
-        if cfg.paradigm == 'fastmim':  # no classifier to score: the masked-reconstruction loss, same masks
-            row.update(validate_losses(net, objective, val_loader, device=device, autocast=autocast,
-                                       channels_last=cfg.channels_last))
-        else:
-            row.update(validate(student, val_loader, device=device, autocast=autocast,
-                                channels_last=cfg.channels_last))
-        if ema is not None:
-            ema_m = validate(ema.module, val_loader, device=device, autocast=autocast, channels_last=cfg.channels_last)
-            row.update({f'val_ema_{k[4:]}': v for k, v in ema_m.items()})
-        row.update(lr=optimizer.param_groups[0]['lr'], step=state.step, epoch_time_s=time.time() - t0)
-        state.epoch = epoch + 1
-        state.history.append(row)
-        is_best = 'val_top1' in row and row['val_top1'] > state.best_top1
-        state.best_top1 = max(state.best_top1, row.get('val_top1', -1.))
-        rngs = _gather_rng(info)
-        if info.is_main:
-            ckpt = {
-                'model': student.state_dict(), 'optimizer': optimizer.state_dict(),
-                'scheduler': scheduler.state_dict(), 'epoch': state.epoch, 'step': state.step,
-                'best_top1': state.best_top1, 'history': state.history, 'config': cfg.to_dict(), 'rng': rngs,
-                'classes': data.classes,
-            }
-            for key, module in aux.items():
-                ckpt[key] = module.state_dict()
-            if ema is not None:
-                ckpt['ema'] = ema.module.state_dict()
-            if scaler is not None:
-                ckpt['scaler'] = scaler.state_dict()
-            if is_best:  # before last.pth records the new best, so a resume never disagrees with best.pth
-                atomic_save({'model': ckpt['model'], 'epoch': state.epoch, 'val_top1': row['val_top1'],
-                             'config': ckpt['config'], 'classes': data.classes}, out / 'best.pth')
-            atomic_save(ckpt, out / 'last.pth')
-            write_metrics(state.history, out)
-            plot_history(state.history, out / 'curves.png', title=f'{cfg.model} on {cfg.dataset}')
-            ema_note = f', EMA {row["val_ema_top1"]:.2f}%' if ema is not None else ''
-            top1_note = f', top-1 {row["val_top1"]:.2f}%' if 'val_top1' in row else ''
-            print(f'epoch {epoch + 1}/{cfg.epochs}: train loss {row["train_loss"]:.4f} | held-out loss '
-                  f'{row["val_loss"]:.4f}{top1_note}{ema_note} | {row["epoch_time_s"]:.1f}s', flush=True)
-        barrier()
 
+def _resume(cfg: TrainConfig, info: DistInfo, run: _Run) -> None:
+    """Restore the run in ``run.out``/last.pth: weights, optimizer, schedule (unless the run was extended), EMA,
+    scaler, counters, history and this rank's random generators."""
+    path = run.out / 'last.pth'
+    ckpt = load_checkpoint(path, require=('model', 'optimizer', 'scheduler', 'epoch', 'step', 'best_top1',
+                                          'history', 'config', 'rng'))
+    mismatch = compare_state_dict(ckpt['model'], run.student.state_dict())
+    if mismatch:
+        raise ConfigError(f'{path} does not hold a {cfg.model} with {len(run.data.classes)} classes: '
+                          f'{mismatch.describe(3)}; start over with --overwrite')
+    run.student.load_state_dict(ckpt['model'])
+    for key, module in run.aux.items():
+        if key not in ckpt:
+            raise ConfigError(f'{path} holds no {key!r} to resume ({cfg.paradigm} run); start over with --overwrite')
+        mismatch = compare_state_dict(ckpt[key], module.state_dict())
+        if mismatch:
+            raise ConfigError(f'the saved {key!r} of {path} does not fit this run: {mismatch.describe(3)}')
+        module.load_state_dict(ckpt[key])
+    run.optimizer.load_state_dict(ckpt['optimizer'])
+    if ckpt['config'].get('epochs') == cfg.epochs:  # an extended run keeps its new schedule
+        run.scheduler.load_state_dict(ckpt['scheduler'])
+    if run.ema is not None and 'ema' in ckpt:
+        run.ema.module.load_state_dict(ckpt['ema'])
+    if run.scaler is not None and 'scaler' in ckpt:
+        run.scaler.load_state_dict(ckpt['scaler'])
+    run.state = StepState(epoch=ckpt['epoch'], step=ckpt['step'], total_steps=run.state.total_steps,
+                          best_top1=ckpt['best_top1'], history=list(ckpt['history']))
+    set_rng_state(ckpt['rng'][min(info.rank, len(ckpt['rng']) - 1)])
+    _log(info, f'resumed {run.out} after epoch {run.state.epoch} (step {run.state.step})')
+
+
+def _wrap_for_training(cfg: TrainConfig, info: DistInfo, run: _Run) -> nn.Module:
+    """The network under DistributedDataParallel (under torchrun) and torch.compile (``--compile``)."""
+    train_net: nn.Module = run.net
+    if info.distributed:
+        device = run.device
+        train_net = nn.parallel.DistributedDataParallel(  # without a classifier to score, its head is unused
+            run.net, device_ids=[device.index] if device.type == 'cuda' else None,
+            find_unused_parameters=not run.paradigm.has_classifier)
+    if cfg.compile:
+        train_net = torch.compile(train_net)
+    return train_net
+
+
+def _train_epoch(cfg: TrainConfig, info: DistInfo, run: _Run, epoch: int) -> dict[str, Any]:
+    """One epoch of training, then the held-out scores: top-1 / top-5, or for a paradigm without a classifier
+    its loss terms (same masks every epoch); the EMA's top-1 too. Returns the epoch's metrics row."""
+    if hasattr(run.train_loader.sampler, 'set_epoch'):
+        run.train_loader.sampler.set_epoch(epoch)
+    t0 = time.time()
+    row: dict[str, Any] = {'epoch': epoch + 1}
+    row.update(train_one_epoch(
+        run.train_net, run.train_loader, run.optimizer, run.scheduler, run.objective, run.state, device=run.device,
+        autocast=run.autocast, scaler=run.scaler, ema=run.ema, teacher=run.teacher,
+        teacher_img_size=cfg.teacher_img_size, mixup_fn=run.mixup_fn, clip_grad=cfg.clip_grad,
+        clip_mode=cfg.clip_mode, accum_steps=cfg.accum_steps, channels_last=cfg.channels_last,
+        max_steps=cfg.max_steps_per_epoch, hooks=run.hooks, progress=cfg.progress and info.is_main,
+        desc=f'epoch {epoch + 1}/{cfg.epochs}'))
+    run.scheduler.step(epoch + 1)
+    scoring = dict(device=run.device, autocast=run.autocast, channels_last=cfg.channels_last)
+    if run.paradigm.has_classifier:
+        row.update(validate(run.student, run.val_loader, **scoring))
+    else:
+        row.update(validate_losses(run.net, run.objective, run.val_loader, **scoring))
+    if run.ema is not None:
+        ema_m = validate(run.ema.module, run.val_loader, **scoring)
+        row.update({f'val_ema_{k[4:]}': v for k, v in ema_m.items()})
+    row.update(lr=run.optimizer.param_groups[0]['lr'], step=run.state.step, epoch_time_s=time.time() - t0)
+    return row
+
+
+def _save(cfg: TrainConfig, info: DistInfo, run: _Run, row: dict[str, Any]) -> None:
+    """Record the epoch: the counters, then (rank 0) best.pth when top-1 improved, last.pth, the metric files,
+    the plot and one log line."""
+    state = run.state
+    state.epoch = row['epoch']
+    state.history.append(row)
+    is_best = 'val_top1' in row and row['val_top1'] > state.best_top1
+    state.best_top1 = max(state.best_top1, row.get('val_top1', -1.))
+    rngs = _gather_rng(info)
+    if not info.is_main:
+        return
+    out, classes = run.out, run.data.classes
+    ckpt = {
+        'model': run.student.state_dict(), 'optimizer': run.optimizer.state_dict(),
+        'scheduler': run.scheduler.state_dict(), 'epoch': state.epoch, 'step': state.step,
+        'best_top1': state.best_top1, 'history': state.history, 'config': cfg.to_dict(), 'rng': rngs,
+        'classes': classes,
+    }
+    for key, module in run.aux.items():
+        ckpt[key] = module.state_dict()
+    if run.ema is not None:
+        ckpt['ema'] = run.ema.module.state_dict()
+    if run.scaler is not None:
+        ckpt['scaler'] = run.scaler.state_dict()
+    if is_best:  # before last.pth records the new best, so a resume never disagrees with best.pth
+        atomic_save({'model': ckpt['model'], 'epoch': state.epoch, 'val_top1': row['val_top1'],
+                     'config': ckpt['config'], 'classes': classes}, out / 'best.pth')
+    atomic_save(ckpt, out / 'last.pth')
+    write_metrics(state.history, out)
+    plot_history(state.history, out / 'curves.png', title=f'{cfg.model} on {cfg.dataset}')
+    ema_note = f', EMA {row["val_ema_top1"]:.2f}%' if run.ema is not None else ''
+    top1_note = f', top-1 {row["val_top1"]:.2f}%' if 'val_top1' in row else ''
+    print(f'epoch {state.epoch}/{cfg.epochs}: train loss {row["train_loss"]:.4f} | held-out loss '
+          f'{row["val_loss"]:.4f}{top1_note}{ema_note} | {row["epoch_time_s"]:.1f}s', flush=True)
+
+
+def _finish(cfg: TrainConfig, info: DistInfo, run: _Run, train_time_s: float) -> dict[str, Any]:
+    """The summary; the deploy form and the Hub folder where asked for; summary.json and the list of outputs."""
+    state = run.state
     summary: dict[str, Any] = {
-        'output': str(out), 'model': cfg.model, 'epochs': state.epoch, 'steps': state.step,
+        'output': str(run.out), 'model': cfg.model, 'epochs': state.epoch, 'steps': state.step,
         'final_top1': state.history[-1].get('val_top1') if state.history else None,
         'final_val_loss': state.history[-1]['val_loss'] if state.history else None,
-        'best_top1': state.best_top1, 'train_time_s': time.time() - start,
+        'best_top1': state.best_top1, 'train_time_s': train_time_s,
     }
     if cfg.reparameterize:
-        summary.update(_save_deploy_form(cfg, student, val_loader, device, autocast, out, info))
+        summary.update(_save_deploy_form(cfg, run.student, run.val_loader, run.device, run.autocast, run.out, info))
     if cfg.push_to_hub and info.is_main:
-        summary['hub'] = _push_to_hub(cfg, student, out, summary)
+        summary['hub'] = _push_to_hub(cfg, run.student, run.out, summary)
     if info.is_main:
-        atomic_write_text(json.dumps(summary, indent=2) + '\n', out / 'summary.json')
-        _print_outputs(out, summary)
+        atomic_write_text(json.dumps(summary, indent=2) + '\n', run.out / 'summary.json')
+        _print_outputs(run.out, summary)
     return summary
 
 

@@ -24,11 +24,13 @@ import torch.nn.functional as F
 
 from .config import ConfigError, TrainConfig
 from .data import DataError, DataSplits, ImageSamples
+from .distill import supervised_objective
 from .training_net import TrainingNet
 
 __all__ = ['TextEmbeddings', 'read_text_embeddings', 'write_text_embeddings', 'digits_keys', 'sample_keys',
            'embeddings_for', 'TextEmbeddingSamples', 'TextAlignedNet', 'TextAlignObjective',
-           'cosine_alignment_loss', 'contrastive_alignment_loss', 'attach_text_embeddings']
+           'cosine_alignment_loss', 'contrastive_alignment_loss', 'attach_text_embeddings', 'build_text_aligned_net',
+           'text_align_objective', 'validate_gpt4image']
 
 FORMAT = 'zoo-text-embeddings/1'
 
@@ -244,3 +246,27 @@ class TextAlignObjective:
             align = contrastive_alignment_loss(projected, text, self.cfg.align_temperature)
         losses['align'] = self.cfg.align_loss_weight * align
         return losses
+
+
+def build_text_aligned_net(cfg: TrainConfig, student: nn.Module, teacher: Optional[nn.Module], num_classes: int,
+                           text_dim: int) -> TextAlignedNet:
+    """The GPT4Image paradigm's network (``text_dim``: the width :func:`attach_text_embeddings` found)."""
+    return TextAlignedNet(student, text_dim, cfg.img_size)
+
+
+def text_align_objective(cfg: TrainConfig, mixup_active: bool) -> TextAlignObjective:
+    """The GPT4Image paradigm's objective: the supervised terms plus ``align``."""
+    return TextAlignObjective(cfg, supervised_objective(cfg, mixup_active))
+
+
+def validate_gpt4image(cfg: TrainConfig) -> None:
+    """Refuse options GPT4Image training cannot take."""
+    if cfg.distill == 'ofa':
+        raise ConfigError('gpt4image combines with --distill kd or soft_ce, not ofa')
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        raise ConfigError('gpt4image pairs each image with its own description; mixup / cutmix would blend '
+                          'images but not their descriptions: set --mixup 0 --cutmix 0')
+    if cfg.align_loss not in ('contrastive', 'cosine'):
+        raise ConfigError(f"align_loss must be 'contrastive' or 'cosine', got {cfg.align_loss!r}")
+    if cfg.align_loss_weight < 0 or cfg.align_temperature <= 0 or cfg.text_dim < 0:
+        raise ConfigError('align_loss_weight and text_dim must be >= 0 and align_temperature > 0')

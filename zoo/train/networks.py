@@ -1,4 +1,5 @@
-"""Student and teacher construction: names checked against the zoo and timm, checkpoints read safely."""
+"""The networks a run builds: the student and the teacher, their names checked against the zoo and timm, their
+checkpoints read safely (:mod:`zoo.checkpoint_io`: archive CRCs and the zoo's tensor digest)."""
 from __future__ import annotations
 
 import difflib
@@ -12,9 +13,9 @@ import torch
 import torch.nn as nn
 
 import zoo  # noqa: F401  (registers the zoo's models with timm)
-from ..checkpoint_io import load_checkpoint_file, model_state_dict
+from ..checkpoint_io import load_checkpoint_file
 from ..registry import HubError, hub_config, hub_source
-from ..state_dicts import compare_state_dict
+from ..state_dicts import compare_state_dict, unwrap_state_dict
 from .config import ConfigError, TrainConfig
 
 __all__ = ['check_model_name', 'read_state_dict', 'create_student', 'create_teacher', 'classifier_out_features',
@@ -43,8 +44,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     Accepts a bare state dict or one wrapped as ``state_dict`` / ``model`` / ``state_dict_ema`` / ``model_ema``
     (our own run checkpoints included, their digest verified); strips a DistributedDataParallel ``module.``
     prefix. A missing, empty, truncated, corrupt or refused file is a :class:`~zoo.checkpoint_io.CheckpointError`.
+    (timm's ``load_state_dict`` reads the same wrappers, but checks neither the archive nor the digest, and
+    prefers EMA weights over the model's.)
     """
-    state_dict = model_state_dict(load_checkpoint_file(path))
+    state_dict = unwrap_state_dict(load_checkpoint_file(path))
     if not state_dict:
         raise ConfigError(f'{path} holds no model state dict')
     return state_dict
@@ -150,10 +153,10 @@ def create_teacher(cfg: TrainConfig, num_classes: int) -> nn.Module:
             raise ConfigError(f'cannot find the classifier of {cfg.teacher} in {cfg.teacher_checkpoint}')
         _check_classes(cfg.teacher, teacher_classes, num_classes)
         teacher = _create(cfg.teacher, size, num_classes=teacher_classes)
-        missing, unexpected = teacher.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise ConfigError(f'{cfg.teacher_checkpoint} does not fit {cfg.teacher}: missing keys {missing[:5]}, '
-                              f'unexpected keys {unexpected[:5]}')
+        mismatch = compare_state_dict(sd, teacher.state_dict())
+        if mismatch:
+            raise ConfigError(f'{cfg.teacher_checkpoint} does not fit {cfg.teacher}: {mismatch.describe()}')
+        teacher.load_state_dict(sd)
     else:
         teacher = _create(cfg.teacher, None, pretrained=True)
         _check_classes(cfg.teacher, teacher.num_classes, num_classes)
