@@ -1,7 +1,8 @@
-"""The model contract, applied to every registered zoo classification model.
+"""The model contract, applied to every registered zoo model of every task.
 
-New families get it by being registered: nothing here names a family. Each test builds what it needs
-at the model's small ``contract_input_size`` with batch 2.
+New families get it by being registered: nothing here names a family or a task. What differs between tasks
+(the input, what the output is, how to check it) comes from the task's adapter in ``contract_tasks.py``.
+Each test builds what it needs at the model's small ``contract_input_size`` with batch 2.
 """
 from __future__ import annotations
 
@@ -12,18 +13,11 @@ import timm
 import torch
 
 import zoo
+from contract_tasks import BATCH, TASKS, Task, task_of
 
-MODELS = zoo.list_models(task='classification')
-BATCH = 2
-
-
-def _input(name: str, batch: int = BATCH, chans: int | None = None) -> torch.Tensor:
-    c, h, w = zoo.model_info(name).contract_input_size
-    return torch.randn(batch, chans or c, h, w)
-
-
-def _pre_logits_dim(model: torch.nn.Module) -> int:
-    return getattr(model, 'head_hidden_size', None) or model.num_features
+# variants registered with contract_slow=True (larger ones, other heads on a network already run) are slow tests
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if zoo.model_info(n).extra.get('contract_slow') else n
+          for n in zoo.list_models()]
 
 
 @pytest.fixture(scope='module', params=MODELS)
@@ -38,13 +32,36 @@ def built(name) -> torch.nn.Module:
     return timm.create_model(name)
 
 
-def test_registered_with_timm(name):
+@pytest.fixture
+def task(name, request) -> Task:
+    """The adapter of the model's task; skips the test where the task says it cannot honour it."""
+    adapter = task_of(name)
+    reason = adapter.skips.get(request.node.originalname)
+    if reason:
+        pytest.skip(f'{zoo.model_info(name).task}: {reason}')
+    return adapter
+
+
+def _assert_shapes(task: Task, model: torch.nn.Module, x: torch.Tensor, outs: list[torch.Tensor], name: str) -> None:
+    got = [tuple(o.shape) for o in outs]
+    expected = [tuple(s) for s in task.output_shapes(model, x)]
+    assert got == expected, f'{name}: outputs of shapes {got}, expected {expected} (num_classes={model.num_classes})'
+
+
+def _loss(outs: list[torch.Tensor]) -> torch.Tensor:
+    return sum(o.float().square().mean() for o in outs)
+
+
+def test_every_task_has_an_adapter():
+    assert set(TASKS) == set(zoo.registry.TASKS)
+
+
+def test_registered_with_timm(name, task):
     assert timm.is_model(name)
-    info = zoo.model_info(name)
-    assert len(info.contract_input_size) == 3
+    assert task.make_input(name).ndim in (4, 5)
 
 
-def test_pretrained_cfg(name, built):
+def test_pretrained_cfg(name, built, task):
     model = built
     cfg = model.pretrained_cfg
     for key in ('input_size', 'mean', 'std', 'crop_pct', 'num_classes', 'first_conv', 'classifier'):
@@ -59,14 +76,14 @@ def test_pretrained_cfg(name, built):
         assert (cfg.get('url') or info.official_url), f'{name}: the official release URL is missing'
 
 
-def test_forward_backward_reaches_every_parameter(name, built):
+def test_forward_backward_reaches_every_parameter(name, built, task):
     model = built.train()
     model.zero_grad(set_to_none=True)
-    x = _input(name)
-    out = model(x)
-    assert out.shape == (BATCH, model.num_classes)
-    assert torch.isfinite(out).all()
-    out.float().square().mean().backward()
+    x = task.make_input(name)
+    outs = task.outputs(model, x)
+    _assert_shapes(task, model, x, outs, name)
+    assert all(torch.isfinite(o).all() for o in outs)
+    _loss(outs).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f'{name}: no gradient reached {missing[:10]}'
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
@@ -75,62 +92,63 @@ def test_forward_backward_reaches_every_parameter(name, built):
 
 
 @torch.no_grad()
-def test_forward_features_and_head(name, built):
+def test_forward_features_and_head(name, built, task):
     model = built.eval()
-    x = _input(name)
+    x = task.make_input(name)
     feats = model.forward_features(x)
-    logits = model.forward_head(feats)
-    torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(task.forward_from_features(model, x, feats), model(x), rtol=1e-4, atol=1e-5)
     pre = model.forward_head(feats, pre_logits=True)
-    assert pre.shape == (BATCH, _pre_logits_dim(model))
+    assert tuple(pre.shape) == tuple(task.pre_logits_shape(model, x))
 
 
 @torch.no_grad()
-def test_reset_classifier(name):
+def test_reset_classifier(name, task):
     model = timm.create_model(name).eval()
-    x = _input(name)
-    model.reset_classifier(7)
-    assert model.num_classes == 7
-    assert model(x).shape == (BATCH, 7)
-    model.reset_classifier(0)
-    assert model(x).shape == (BATCH, _pre_logits_dim(model))
+    x = task.make_input(name)
+    for num_classes in (7, 0):
+        model.reset_classifier(num_classes)
+        assert model.num_classes == num_classes
+        _assert_shapes(task, model, x, task.outputs(model, x), name)
 
 
 @torch.no_grad()
-def test_num_classes_zero(name):
+def test_num_classes_zero(name, task):
     model = timm.create_model(name, num_classes=0).eval()
-    out = model(_input(name))
-    assert out.shape == (BATCH, _pre_logits_dim(model))
+    assert model.num_classes == 0
+    x = task.make_input(name)
+    _assert_shapes(task, model, x, task.outputs(model, x), name)
 
 
 @torch.no_grad()
-def test_in_chans_one(name):
+def test_in_chans_one(name, task):
     model = timm.create_model(name, in_chans=1, num_classes=5).eval()
-    assert model(_input(name, chans=1)).shape == (BATCH, 5)
+    x = task.make_input(name, chans=1)
+    _assert_shapes(task, model, x, task.outputs(model, x), name)
 
 
 @torch.no_grad()
-def test_features_only(name):
+def test_features_only(name, task):
     model = timm.create_model(name, features_only=True).eval()
-    x = _input(name)
+    x = task.make_input(name)
     outs = model(x)
     channels, reductions = model.feature_info.channels(), model.feature_info.reduction()
     assert len(outs) == len(channels) > 0
     for i, out in enumerate(outs):
         assert out.ndim == 4 and out.shape[0] == BATCH, f'{name}: feature {i} is not an NCHW map'
-        assert out.shape[1] == channels[i], f'{name}: feature {i} has {out.shape[1]} channels, feature_info says {channels[i]}'
+        assert out.shape[1] == channels[i], \
+            f'{name}: feature {i} has {out.shape[1]} channels, feature_info says {channels[i]}'
         assert x.shape[-2] // out.shape[-2] == reductions[i], \
             f'{name}: feature {i} has stride {x.shape[-2] / out.shape[-2]}, feature_info says {reductions[i]}'
 
 
 @torch.no_grad()
-def test_forward_intermediates(name, built):
+def test_forward_intermediates(name, built, task):
     model = built.eval()
     if not hasattr(model, 'forward_intermediates'):
         pytest.fail(f'{name} has no forward_intermediates')
-    x = _input(name)
+    x = task.make_input(name)
     final, intermediates = model.forward_intermediates(x)
-    torch.testing.assert_close(final, model.forward_features(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(final, task.final_features(model.forward_features(x)), rtol=1e-4, atol=1e-5)
     info = model.feature_info
     assert len(intermediates) == len(info)
     for i, (t, fi) in enumerate(zip(intermediates, info)):
@@ -142,12 +160,12 @@ def test_forward_intermediates(name, built):
 
 
 @torch.no_grad()
-def test_prune_to_early_stages(name, built):
+def test_prune_to_early_stages(name, built, task):
     """Keeping the first two stages (what ``features_only`` with early ``out_indices`` does) removes the
     later ones and leaves the kept stages' outputs unchanged."""
     model = built.eval()
     assert hasattr(model, 'prune_intermediate_layers'), f'{name} has no prune_intermediate_layers'
-    x = _input(name)
+    x = task.make_input(name)
     expected = model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
     pruned = copy.deepcopy(model)
     kept = pruned.prune_intermediate_layers([0, 1], prune_norm=True)
@@ -162,29 +180,80 @@ def test_prune_to_early_stages(name, built):
 
 
 @torch.no_grad()
-def test_checkpoint_round_trip_through_pretrained_loading(name, built, tmp_path):
+def test_fx_feature_extraction(name, task):
+    """torchvision-style FX feature extraction (timm's ``feature_cls='fx'``, what detection users reach for)
+    traces the model and returns the maps ``forward_intermediates`` returns."""
+    torch.manual_seed(0)
+    model = timm.create_model(name).eval()
+    torch.manual_seed(0)  # the same construction order: the same weights
+    traced = timm.create_model(name, features_only=True, feature_cls='fx').eval()
+    x = task.make_input(name)
+    expected = model.forward_intermediates(x, intermediates_only=True)
+    got = traced(x)
+    assert len(got) == len(expected) == len(model.feature_info)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g.shape == e.shape, f'{name}: traced feature {i} has shape {tuple(g.shape)}, expected {tuple(e.shape)}'
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
+def _outputs_grads_and_recomputations(task: Task, model: torch.nn.Module, x: torch.Tensor):
+    """The outputs, the parameters' gradients of a loss on them, and how many module forwards ran during the
+    backward pass (activation checkpointing recomputes its segments there; plain autograd runs none)."""
+    model.zero_grad(set_to_none=True)
+    outs = task.outputs(model, x)
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.modules()]
+    try:
+        _loss(outs).backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return [o.detach() for o in outs], grads, len(calls)
+
+
+def test_grad_checkpointing_keeps_outputs_and_gradients(name, task):
+    """``set_grad_checkpointing()`` recomputes activations in the backward pass and changes no number."""
+    model = timm.create_model(name).eval()
+    x = task.make_input(name)
+    outs, grads, recomputed = _outputs_grads_and_recomputations(task, model, x)
+    assert recomputed == 0
+    model.set_grad_checkpointing(True)
+    outs_ckpt, grads_ckpt, recomputed = _outputs_grads_and_recomputations(task, model, x)
+    assert recomputed > 0, f'{name}: set_grad_checkpointing(True) checkpoints nothing'
+    for a, b in zip(outs_ckpt, outs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert grads_ckpt.keys() == grads.keys()
+    for key in grads:
+        torch.testing.assert_close(grads_ckpt[key], grads[key], rtol=1e-4, atol=1e-6, msg=lambda m: f'{key}: {m}')
+
+
+@torch.no_grad()
+def test_checkpoint_round_trip_through_pretrained_loading(name, built, task, tmp_path):
     model = built.eval()
     path = tmp_path / 'checkpoint.pth'
     torch.save({'state_dict': model.state_dict()}, path)
     loaded = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
-    x = _input(name)
-    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    x = task.make_input(name)
+    for a, b in zip(task.outputs(loaded, x), task.outputs(model, x)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @torch.no_grad()
-def test_wrong_channel_count_is_a_clear_error(name, built):
+def test_wrong_channel_count_is_a_clear_error(name, built, task):
     model = built.eval()
-    c = zoo.model_info(name).contract_input_size[0]
+    x = task.make_input(name, chans=zoo.model_info(name).contract_input_size[0] + 1)
     with pytest.raises((ValueError, RuntimeError), match='channel'):
-        model(_input(name, chans=c + 1))
+        model(x)
 
 
 @torch.no_grad()
-def test_indivisible_size_is_a_clear_error(name, built):
+def test_indivisible_size_is_a_clear_error(name, built, task):
     info = zoo.model_info(name)
     if info.input_divisor == 1:
         pytest.skip(f'{name} takes any input size')
-    c, h, w = info.contract_input_size
+    h, w = info.contract_input_size[-2:]
     model = built.eval()
     with pytest.raises(ValueError, match=f'multiple.* {info.input_divisor}|{info.input_divisor}.*multiple'):
-        model(torch.randn(1, c, h + info.input_divisor // 2, w))
+        model(task.make_input(name, batch=1, size=(h + info.input_divisor // 2, w)))

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ConvNormAct
+from timm.layers import ConvNormAct, register_notrace_function
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.efficientformer_v2 import (
     Attention2d, Attention2dDownsample, EfficientFormerV2, EfficientFormer_depth, EfficientFormer_expansion_ratios,
@@ -44,26 +44,34 @@ from timm.models.efficientformer_v2 import (
 from ..layers.input_checks import check_image_input
 from ..layers.rectangular_self_calibration import RectangularSelfCalibrationModule
 from ..registry import register_model
+from ..state_dicts import unwrap_state_dict
 
 __all__ = ['CGRSeg', 'CGRSegHead', 'EfficientFormerV2Backbone']
 
 
+@register_notrace_function  # an FX leaf: comparing sizes is Python control flow
+def resize_attention_bias(bias: torch.Tensor, q_len: int, k_len: int) -> torch.Tensor:
+    """A (heads, queries, keys) bias matrix bicubically resized, as an image, to (q_len, k_len)."""
+    if bias.shape[-2:] == (q_len, k_len):
+        return bias
+    return F.interpolate(bias.unsqueeze(0), size=(q_len, k_len), mode='bicubic', align_corners=False).squeeze(0)
+
+
 def _resized_attention_bias(module: Union[Attention2d, Attention2dDownsample], q_len: int, k_len: int) -> torch.Tensor:
-    """The module's (heads, queries, keys) relative-position bias, bicubically resized to (q_len, k_len).
+    """The module's relative-position bias for (q_len, k_len) tokens.
 
     The bias table is defined on the grid the module was built for; other input sizes resize the whole bias
-    matrix as an image, as the official CGRSeg backbone does. Cached per size in eval mode.
+    matrix as an image, as the official CGRSeg backbone does. Cached per size in eval mode without autograd (a
+    cached tensor would carry one forward pass's graph into the next) and outside tracing.
     """
+    tracing = isinstance(q_len, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if module.training or torch.is_grad_enabled() or tracing:
+        return resize_attention_bias(module.attention_biases[:, module.attention_bias_idxs], q_len, k_len)
     key = f'{module.attention_biases.device}-{q_len}x{k_len}'
-    use_cache = not (module.training or torch.jit.is_tracing() or torch.compiler.is_compiling())
-    if use_cache and key in module.attention_bias_cache:
-        return module.attention_bias_cache[key]
-    bias = module.attention_biases[:, module.attention_bias_idxs]
-    if bias.shape[-2:] != (q_len, k_len):
-        bias = F.interpolate(bias.unsqueeze(0), size=(q_len, k_len), mode='bicubic', align_corners=False).squeeze(0)
-    if use_cache:
-        module.attention_bias_cache[key] = bias
-    return bias
+    if key not in module.attention_bias_cache:
+        module.attention_bias_cache[key] = resize_attention_bias(
+            module.attention_biases[:, module.attention_bias_idxs], q_len, k_len)
+    return module.attention_bias_cache[key]
 
 
 class SizeAdaptiveAttention2d(Attention2d):
@@ -488,7 +496,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: CGRSeg) -> 
     """Official mmseg checkpoint (``backbone.*`` in the official EfficientFormerV2 layout, ``decode_head.*``)
     -> this model's layout; an ImageNet EfficientFormerV2 checkpoint -> backbone weights
     (:func:`imagenet_backbone_state_dict`). Checkpoints already in this layout pass through."""
-    state_dict = state_dict.get('state_dict', state_dict.get('model', state_dict))
+    state_dict = unwrap_state_dict(state_dict)
     if 'backbone.stem.conv1.conv.weight' in state_dict:
         return state_dict
     if 'stem.conv1.conv.weight' in state_dict or 'patch_embed.0.weight' in state_dict:
@@ -552,6 +560,7 @@ def _backbone_args(name: str) -> Dict[str, Any]:
 
 
 _CONTRACT = dict(task='segmentation', contract_input_size=(3, 64, 64), input_divisor=32)
+_LARGER = dict(_CONTRACT, contract_slow=True)  # the contract runs the larger variants with the slow tests
 
 
 @register_model(**_CONTRACT)
@@ -562,7 +571,7 @@ def cgrseg_t(pretrained: bool = False, **kwargs: Any) -> CGRSeg:
     return _create_cgrseg('cgrseg_t', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(**_CONTRACT)
+@register_model(**_LARGER)
 def cgrseg_b(pretrained: bool = False, **kwargs: Any) -> CGRSeg:
     """CGRSeg-B: EfficientFormerV2-S2 backbone, 256-wide head."""
     model_args = dict(**_backbone_args('S2'), num_vit=4, drop_path_rate=0.02, head_channels=256,
@@ -570,7 +579,7 @@ def cgrseg_b(pretrained: bool = False, **kwargs: Any) -> CGRSeg:
     return _create_cgrseg('cgrseg_b', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(**_CONTRACT)
+@register_model(**_LARGER)
 def cgrseg_l(pretrained: bool = False, **kwargs: Any) -> CGRSeg:
     """CGRSeg-L: EfficientFormerV2-L backbone, 256-wide head, band length 9."""
     model_args = dict(**_backbone_args('L'), num_vit=6, drop_path_rate=0.1, head_channels=256,

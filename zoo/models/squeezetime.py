@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, create_classifier
+from timm.layers import DropPath, create_classifier, register_notrace_function
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
 from ..layers import check_video_input
 from ..registry import register_model
+from ..state_dicts import unwrap_state_dict
 
 __all__ = ['SqueezeTime', 'ChannelTimeLearning', 'InterTemporalInteraction', 'CtlBottleneck']
 
@@ -40,6 +41,14 @@ MIN_FRAME_SIZE = 29
 
 def _conv1x1(in_chs: int, out_chs: int) -> nn.Conv2d:
     return nn.Conv2d(in_chs, out_chs, kernel_size=1, bias=False)
+
+
+@register_notrace_function  # an FX leaf: comparing sizes is Python control flow
+def resize_pos_embed_to(pos_embed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A (1, C, h, w) position embedding resized bilinearly (corners aligned) to the spatial size of ``x``."""
+    if pos_embed.shape[-2:] == x.shape[-2:]:
+        return pos_embed
+    return F.interpolate(pos_embed, size=x.shape[-2:], mode='bilinear', align_corners=True)
 
 
 class InterTemporalInteraction(nn.Module):
@@ -66,16 +75,11 @@ class InterTemporalInteraction(nn.Module):
         )
         self.pos_embed = nn.Parameter(torch.zeros(1, context_chs, pos_dim, pos_dim))
 
-    def _resized_pos_embed(self, size: Tuple[int, int]) -> torch.Tensor:
-        if tuple(self.pos_embed.shape[-2:]) == tuple(size):
-            return self.pos_embed
-        return F.interpolate(self.pos_embed, size=size, mode='bilinear', align_corners=True)
-
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         context = x * gate
         for i, layer in enumerate(self.glo_conv):
             if i == self.pos_embed_index:
-                context = context + self._resized_pos_embed(context.shape[-2:])
+                context = context + resize_pos_embed_to(self.pos_embed, context)
             context = layer(context)
         return self.short_conv(x) * context
 
@@ -363,7 +367,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: SqueezeTime
     Strips ``backbone.net.``, maps the I2D head's ``cls_head.fc_cls.*`` to ``fc.*`` and adapts the stem
     to ``in_chans`` != 3 frame by frame. A zoo-layout dict passes unchanged.
     """
-    state_dict = state_dict.get('state_dict', state_dict)
+    state_dict = unwrap_state_dict(state_dict)
     out = {}
     for k, v in state_dict.items():
         for old, new in _RECOGNIZER_PREFIXES:
@@ -416,6 +420,8 @@ default_cfgs = generate_default_cfgs({
 
 _CONTRACT_CLIP = (3, 16, 32, 32)
 _register_video = partial(register_model, task='video', contract_input_size=_CONTRACT_CLIP)
+# the other heads on the same network: the contract runs them with the slow tests
+_register_other_head = partial(_register_video, contract_slow=True)
 
 _R50 = dict(layers=(3, 4, 6, 3), widths=(64, 128, 256, 512), pos_dims=(56, 28, 14, 7), num_frames=16)
 
@@ -426,13 +432,13 @@ def squeezetime_k400(pretrained: bool = False, **kwargs: Any) -> SqueezeTime:
     return _create_squeezetime('squeezetime_k400', pretrained, **dict(_R50, **kwargs))
 
 
-@_register_video
+@_register_other_head
 def squeezetime_k600(pretrained: bool = False, **kwargs: Any) -> SqueezeTime:
     """SqueezeTime (ResNet-50 depth) for Kinetics-600, 16-frame 224x224 clips."""
     return _create_squeezetime('squeezetime_k600', pretrained, **dict(_R50, **kwargs))
 
 
-@_register_video
+@_register_other_head
 def squeezetime_hmdb51(pretrained: bool = False, **kwargs: Any) -> SqueezeTime:
     """SqueezeTime (ResNet-50 depth) for HMDB51, 16-frame clips, fine-tuned from Kinetics-400."""
     return _create_squeezetime('squeezetime_hmdb51', pretrained, **dict(_R50, **kwargs))

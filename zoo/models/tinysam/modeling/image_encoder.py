@@ -22,7 +22,7 @@ from timm.layers import LayerNorm2d
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
-from timm.models.tiny_vit import ConvNorm, MBConv, PatchEmbed, TinyVitBlock
+from timm.models.tiny_vit import Attention, ConvNorm, MBConv, PatchEmbed, TinyVitBlock
 
 from ....layers import check_image_input
 from ....registry import register_model
@@ -57,6 +57,16 @@ class PatchMerging(nn.Module):
         return self.conv3(x)
 
 
+class _UncachedGradAttention(Attention):
+    """timm's TinyViT attention, with its eval-mode bias cache used only where autograd is off: a bias cached
+    with autograd on keeps the graph the first backward frees, so a second eval-mode backward failed."""
+
+    def get_attention_biases(self, device: torch.device) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing():
+            return self.attention_biases[:, self.attention_bias_idxs]
+        return super().get_attention_biases(device)
+
+
 class TinySamStage(nn.Module):
     """One stage: MBConv blocks (``num_heads=0``) or windowed-attention blocks, then an optional merge."""
 
@@ -86,10 +96,12 @@ class TinySamStage(nn.Module):
                     drop_path=drop_path[i], local_conv_size=local_conv_size)
                 for i in range(depth)]
             for block in blocks:
+                block.attn.__class__ = _UncachedGradAttention  # same parameters and arithmetic, see the class
                 # explicit softmax(q k^T + bias) v, as the official code: with this additive bias, SDPA's CPU
                 # kernel spends extra passes checking for fully masked rows (~5% of the encoder's time)
                 block.attn.fused_attn = False
         self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Identity()  # names the stage output (before the merge) for FX feature extraction
         self.downsample = PatchMerging(dim, out_dim, merge_stride) if out_dim is not None else None
         self.grad_checkpointing = False
 
@@ -103,7 +115,7 @@ class TinySamStage(nn.Module):
             x = self.blocks(x)
         if not self.is_conv:
             x = x.permute(0, 3, 1, 2)
-        return x
+        return self.out(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_blocks(x)
@@ -160,7 +172,7 @@ class TinySamImageEncoder(nn.Module):
                 out_dim=None if last else embed_dims[i + 1],
                 merge_stride=1 if last else merge_strides[i],
             ))
-            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=reduction, module=f'layers.{i}'))
+            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=reduction, module=f'layers.{i}.out'))
             if not last:
                 reduction *= merge_strides[i]
 
