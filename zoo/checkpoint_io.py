@@ -129,7 +129,7 @@ def classifier_classes(path: str | Path, classifier: str) -> int:
         CheckpointError: the file is unusable (:func:`load_checkpoint_file`) or holds no such classifier, e.g.
             a backbone-only or another model's checkpoint, whose head would start random.
     """
-    weights = model_state_dict(load_checkpoint_file(path))
+    weights = unwrap_state_dict(load_checkpoint_file(path))
     weight = weights.get(f'{classifier}.weight')
     if weight is None or weight.ndim < 1:
         example = next(iter(weights), None)

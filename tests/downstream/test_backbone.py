@@ -220,13 +220,13 @@ def test_own_checkpoints_load(layout, tmp_path):
 
 def test_checkpoint_for_another_model_is_refused(tmp_path):
     torch.save(timm.create_model('ghostnet_050').state_dict(), tmp_path / 'ghostnet.pth')
-    with pytest.raises(BackboneError, match=r'does not fit wavemlp_t: \d+ missing keys \(e\.g\. .*\d+ unexpected keys'):
+    with pytest.raises(BackboneError, match=r'does not fit wavemlp_t: \d+ missing keys \[.*\], \d+ unexpected keys'):
         build_backbone('wavemlp_t', checkpoint=str(tmp_path / 'ghostnet.pth'))
 
 
 def test_checkpoint_of_another_width_names_the_shape_mismatches(tmp_path):
     torch.save(timm.create_model('ghostnet_050').state_dict(), tmp_path / 'ghostnet_050.pth')
-    with pytest.raises(BackboneError, match=r'ghostnet_100: \d+ shape mismatches \(e\.g\. conv_stem\.weight'):
+    with pytest.raises(BackboneError, match=r"ghostnet_100: .*\d+ of another shape \['conv_stem\.weight"):
         build_backbone('ghostnet_100', checkpoint=str(tmp_path / 'ghostnet_050.pth'))
 
 

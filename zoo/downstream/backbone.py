@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from typing import Any, Optional, Sequence
 
 import timm
@@ -20,6 +19,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import UnknownModelError, create_model, hub_source, is_zoo_model, model_architecture, model_info
+from ..state_dicts import compare_state_dict
 
 __all__ = ['BackboneError', 'StagedBackbone', 'build_backbone']
 
@@ -148,7 +148,7 @@ def build_backbone(
     """
     _check_name(name)
     weights: dict = dict(pretrained=pretrained)
-    load_error = None
+    own_layout = False
     if checkpoint and hub_source(name) is not None:
         raise BackboneError(f'{name} brings its own weights: pass pretrained=True instead of checkpoint=')
     if checkpoint:
@@ -157,8 +157,8 @@ def build_backbone(
         weights = dict(pretrained=True, pretrained_cfg_overlay=dict(file=checkpoint))
         try:  # strict: timm's features_only loading drops the classifier and with it strictness
             timm.create_model(name, **weights, **model_kwargs)
-        except Exception as error:  # not a classification checkpoint of this model; maybe one of ours
-            weights, load_error = {}, error
+        except Exception:  # not a classification checkpoint of this model; maybe one of ours
+            weights, own_layout = {}, True
     body = _features_only(name, model_kwargs, None, weights)
     stages = body.feature_info.info
     out_indices = _normalise_indices(name, stages, out_indices)
@@ -167,8 +167,8 @@ def build_backbone(
     built = tuple(body.feature_info.out_indices)
     if not (set(needed) <= set(built) and max(built) == needed[-1]):
         body = _features_only(name, model_kwargs, needed, weights)
-    if load_error is not None:
-        _load_own_checkpoint(name, body, checkpoint, load_error)
+    if own_layout:
+        _load_own_checkpoint(name, body, checkpoint)
     architecture = model_architecture(name)
     divisor = model_info(architecture).input_divisor if is_zoo_model(architecture) else 1
     return StagedBackbone(name, body, out_indices, frozen_stages=frozen_stages, norm_eval=norm_eval,
@@ -211,8 +211,8 @@ def _features_only(name: str, model_kwargs: dict, out_indices: Optional[Sequence
             f'{type(error).__name__}: {error})') from error
 
 
-def _load_own_checkpoint(name: str, body: nn.Module, checkpoint: str, load_error: Exception) -> None:
-    """Load a StagedBackbone or features_only state dict; else report why the checkpoint does not fit."""
+def _load_own_checkpoint(name: str, body: nn.Module, checkpoint: str) -> None:
+    """Load a StagedBackbone or features_only state dict strictly; else report what does not fit."""
     try:
         state = timm.models.load_state_dict(checkpoint)
     except Exception as error:
@@ -220,30 +220,10 @@ def _load_own_checkpoint(name: str, body: nn.Module, checkpoint: str, load_error
     own = body.state_dict()
     if set(state) == {f'body.{k}' for k in own}:
         state = {k[len('body.'):]: v for k, v in state.items()}
-    if set(state) == set(own):
-        try:
-            body.load_state_dict(state)
-            return
-        except RuntimeError as error:
-            load_error = error
-    raise BackboneError(
-        f'checkpoint {checkpoint!r} does not fit {name}: {_describe_load_error(load_error)}') from load_error
-
-
-def _describe_load_error(error: Exception) -> str:
-    """Counts and a few examples of torch's missing / unexpected / mismatched keys, else the error itself."""
-    text = str(error)
-    parts = []
-    for label, pattern in (('missing', r'Missing key\(s\) in state_dict: (.*)'),
-                           ('unexpected', r'Unexpected key\(s\) in state_dict: (.*)')):
-        line = re.search(pattern, text)
-        if line:
-            keys = re.findall(r'"([^"]+)"', line.group(1))
-            parts.append(f'{len(keys)} {label} keys (e.g. {", ".join(keys[:3])})')
-    mismatched = re.findall(r'size mismatch for ([^:]+):', text)
-    if mismatched:
-        parts.append(f'{len(mismatched)} shape mismatches (e.g. {", ".join(mismatched[:3])})')
-    return '; '.join(parts) if parts else f'{type(error).__name__}: {error}'
+    mismatch = compare_state_dict(state, own)
+    if mismatch:
+        raise BackboneError(f'checkpoint {checkpoint!r} does not fit {name}: {mismatch.describe(3)}')
+    body.load_state_dict(state)
 
 
 def _describe_stages(stages: Sequence[dict]) -> str:
@@ -298,7 +278,7 @@ def _freeze(name: str, body: nn.Module, frozen_stages: int) -> tuple[str, ...]:
     elif frozen_stages - 1 >= built[-1]:
         frozen = set(body.parameters())
     else:
-        frozen = _parameters_before(name, body, built.index(frozen_stages - 1))
+        frozen = _parameters_before(body, built.index(frozen_stages - 1))
     for parameter in frozen:
         parameter.requires_grad_(False)
     return _frozen_modules(body)
@@ -314,12 +294,10 @@ def _stem(name: str, body: nn.Module) -> nn.Module:
     return body.get_submodule(found[0])
 
 
-def _parameters_before(name: str, body: nn.Module, position: int) -> set[nn.Parameter]:
-    """The parameters output ``position`` of ``body`` depends on, from one small forward pass in eval mode."""
-    if is_zoo_model(name):
-        size = model_info(name).contract_input_size[-2:]
-    else:
-        size = tuple(body.pretrained_cfg['input_size'][-2:])
+def _parameters_before(body: nn.Module, position: int) -> set[nn.Parameter]:
+    """The parameters output ``position`` of ``body`` depends on, from one forward pass in eval mode at the
+    input size the model is built for (its pretrained_cfg's)."""
+    size = tuple(body.pretrained_cfg['input_size'][-2:])
     sample = torch.randn(1, body.in_chans, *size, generator=torch.Generator().manual_seed(0))
     parameters = [p for p in body.parameters() if p.requires_grad]
     was_training = body.training

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..models.squeezetime import checkpoint_filter_fn
 from ..registry import UnknownModelError, create_model, model_info
+from ..state_dicts import compare_state_dict
 from ._openmmlab import InitCfg, checkpoint_from_init_cfg
 from .backbone import BackboneError
 
@@ -36,15 +37,14 @@ def _load_without_classifier(net: nn.Module, checkpoint: str, model_name: str) -
         raise BackboneError(f'checkpoint {checkpoint!r} for {model_name} is not a file')
     try:
         state = checkpoint_filter_fn(load_state_dict(checkpoint), net)
-        result = net.load_state_dict({k: v for k, v in state.items() if not k.startswith('fc.')}, strict=False)
-    except (RuntimeError, pickle.UnpicklingError) as error:  # unreadable, or tensors of other shapes
+    except (RuntimeError, pickle.UnpicklingError) as error:  # unreadable
         raise BackboneError(f'checkpoint {checkpoint!r} does not fit {model_name}: {type(error).__name__}: '
                             f'{str(error)[:300]}') from error
-    if result.missing_keys or result.unexpected_keys:
-        raise BackboneError(
-            f'checkpoint {checkpoint!r} does not fit {model_name}: {len(result.missing_keys)} missing keys '
-            f'(e.g. {", ".join(result.missing_keys[:3])}), {len(result.unexpected_keys)} unexpected keys '
-            f'(e.g. {", ".join(result.unexpected_keys[:3])})')
+    state = {k: v for k, v in state.items() if not k.startswith('fc.')}
+    mismatch = compare_state_dict(state, net.state_dict())
+    if mismatch:
+        raise BackboneError(f'checkpoint {checkpoint!r} does not fit {model_name}: {mismatch.describe(3)}')
+    net.load_state_dict(state)
 
 
 class SqueezeTimeBackbone(BaseModule):

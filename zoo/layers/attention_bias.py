@@ -1,9 +1,10 @@
 """Resampling of learned attention biases between every query and every key position.
 
-Some pyramid transformers learn a bias table of shape ``(..., Nq, Nk)`` for a fixed query grid
-``Nq = qh * qw`` and key grid ``Nk = kh * kw`` (e.g. PyramidTNT's ``relative_pos``, where the keys are a
-spatially reduced copy of the queries). To run such a model at another input size, both grids are
-resampled, like absolute position embeddings are.
+Some pyramid models learn a bias table of shape ``(..., Nq, Nk)`` for a fixed query grid ``Nq = qh * qw``
+and key grid ``Nk = kh * kw`` (PyramidTNT's and ViG's ``relative_pos``, where the keys are a spatially
+reduced copy of the queries). To run such a model at another input size, both grids are resampled, like
+absolute position embeddings are (timm's ``resample_abs_pos_embed``); this is the one resampler for such
+tables (ViG's are resized without antialiasing: ``antialias=False``).
 """
 from __future__ import annotations
 
