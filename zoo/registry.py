@@ -45,6 +45,8 @@ class ModelInfo:
         official_url: the official release of the weights, where the pretrained_cfg carries another
             source (adopted timm models point at timm's hub copies of the same weights) or none (a release
             no program can download, such as a BaiduDisk share: the link is for people to follow).
+        extra: anything else registered with the model; ``contract_slow=True`` runs this variant's contract
+            tests only with the slow tests (a larger variant of a network whose smaller one runs always).
     """
     name: str
     family: str
