@@ -1,0 +1,141 @@
+"""The parity check: the same weights and input through the torch model and its MindSpore twin, compared.
+
+Relative difference is ``max |torch - mindspore| / max |torch|`` per output, so it reads the same for logits
+and for stage features of any scale; the check passes below :data:`TOLERANCE`.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import mindspore as ms
+import numpy as np
+import torch
+from mindspore import nn
+
+__all__ = ['TOLERANCE', 'Difference', 'ParityReport', 'compare', 'execution_mode', 'gather_batchnorm_statistics']
+
+#: The largest relative difference the parity check accepts (exclusive).
+TOLERANCE = 1e-4
+_MODES = {'pynative': ms.PYNATIVE_MODE, 'graph': ms.GRAPH_MODE}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How one output differs: its label (``logits``, ``stage 0``, ...), shape, max absolute and relative
+    difference, and its scale (max |torch output|, which should be O(1) in tests)."""
+    label: str
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    scale: float
+
+
+@dataclass
+class ParityReport:
+    """Differences of the logits and each stage, and whether the top-5 classes agree for every sample."""
+    differences: list[Difference] = field(default_factory=list)
+    top5_agree: bool = True
+
+    @property
+    def worst_rel(self) -> float:
+        return max((d.max_rel for d in self.differences), default=0.0)
+
+    def passed(self, tolerance: float = TOLERANCE) -> bool:
+        return self.worst_rel < tolerance
+
+    def format(self) -> str:
+        lines = [f'{"output":<10} {"shape":<22} {"max abs":>10} {"max rel":>10}']
+        lines += [f'{d.label:<10} {str(d.shape):<22} {d.max_abs:10.3e} {d.max_rel:10.3e}' for d in self.differences]
+        lines.append(f'top-5 agree: {"yes" if self.top5_agree else "NO"}; worst relative difference '
+                     f'{self.worst_rel:.3e} ({"pass" if self.passed() else "FAIL"}, tolerance {TOLERANCE:g})')
+        return '\n'.join(lines)
+
+
+@contextmanager
+def execution_mode(mode: str = 'pynative', device: str | None = None) -> Iterator[None]:
+    """Run the block in MindSpore's ``'pynative'`` or ``'graph'`` mode (and on ``device``), then restore."""
+    if mode not in _MODES:
+        raise ValueError(f'unknown MindSpore mode {mode!r}: use one of {", ".join(_MODES)}')
+    old_mode = ms.get_context('mode')
+    old_device = ms.get_context('device_target')
+    if device is not None and device != old_device:
+        ms.set_context(device_target=device)
+    ms.set_context(mode=_MODES[mode])
+    try:
+        yield
+    finally:
+        ms.set_context(mode=old_mode)
+        if device is not None and device != old_device:
+            ms.set_context(device_target=old_device)
+
+
+def gather_batchnorm_statistics(model: torch.nn.Module, hw: tuple[int, int], in_chans: int = 3, batches: int = 3,
+                                batch_size: int = 4, seed: int = 0) -> torch.nn.Module:
+    """Set every BatchNorm's running statistics to the average over ``batches`` random inputs, then eval.
+
+    With statistics that match what a layer sees, every BatchNorm output is about unit scale, so the logits
+    stay O(1) however deep the network (default statistics let them grow to 1e9 and hide wrong graphs)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the passes
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches if norms else 0):
+            model(torch.randn(batch_size, in_chans, *hw, generator=generator))
+    return model.eval()
+
+
+class _WithIntermediates(nn.Cell):
+    """Logits and stage outputs in one ``construct``, so GRAPH mode compiles both in one graph."""
+
+    def __init__(self, cell: nn.Cell):
+        super().__init__()
+        self.net = cell
+
+    def construct(self, x):
+        return self.net(x), tuple(self.net.forward_intermediates(x))
+
+
+def _difference(label: str, expected: np.ndarray, actual: np.ndarray) -> Difference:
+    if expected.shape != actual.shape:
+        raise ValueError(f'{label}: torch gives shape {expected.shape}, MindSpore {actual.shape}')
+    diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    return Difference(label, tuple(expected.shape), max_abs, max_abs / scale if scale > 0 else max_abs, scale)
+
+
+def _top5(logits: np.ndarray) -> np.ndarray:
+    k = min(5, logits.shape[-1])
+    return np.sort(np.argsort(-logits, axis=-1)[:, :k], axis=-1)
+
+
+def compare(torch_model: torch.nn.Module, cell: nn.Cell, x: 'np.ndarray | torch.Tensor',
+            intermediates: bool = True) -> ParityReport:
+    """Feed ``x`` (N, C, H, W) to both models (in the current MindSpore mode) and compare logits and, with
+    ``intermediates``, each stage's output (torch's ``forward_intermediates(x, intermediates_only=True)``)."""
+    x_np = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float32)
+    x_torch = torch.from_numpy(np.ascontiguousarray(x_np))
+    with torch.no_grad():
+        torch_logits = torch_model(x_torch).numpy()
+        torch_stages: Sequence = (torch_model.forward_intermediates(x_torch, intermediates_only=True)
+                                  if intermediates else [])
+    cell.set_train(False)
+    x_ms = ms.Tensor(x_np)
+    if intermediates:
+        ms_logits, ms_stages = _WithIntermediates(cell)(x_ms)
+    else:
+        ms_logits, ms_stages = cell(x_ms), ()
+    report = ParityReport()
+    report.differences.append(_difference('logits', torch_logits, ms_logits.asnumpy()))
+    if len(torch_stages) != len(ms_stages):
+        raise ValueError(f'torch gives {len(torch_stages)} stage outputs, MindSpore {len(ms_stages)}')
+    for i, (t, m) in enumerate(zip(torch_stages, ms_stages)):
+        report.differences.append(_difference(f'stage {i}', t.numpy(), m.asnumpy()))
+    if torch_logits.ndim == 2:
+        report.top5_agree = bool((_top5(torch_logits) == _top5(ms_logits.asnumpy())).all())
+    return report
