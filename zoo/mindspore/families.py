@@ -4,7 +4,7 @@ Add one line here when you add a family module.
 """
 import importlib
 
-_FAMILIES = ()  # e.g. 'ghostnet', 'vig', ...: module names under zoo.mindspore
+_FAMILIES = ('ghostnet', 'hiremlp', 'pyramid_tnt', 'slab', 'tnt', 'vig', 'wavemlp')  # module names under zoo.mindspore
 
 for _family in _FAMILIES:
     importlib.import_module(f'{__package__}.{_family}')
