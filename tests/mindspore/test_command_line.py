@@ -1,0 +1,87 @@
+"""``python -m zoo.mindspore``: export / import round trip, parity, and one clear error for each bad input."""
+import pytest
+import torch
+
+import zoo
+from zoo.mindspore.command_line import main
+
+NAME = 'ghostnet_050'
+
+
+@pytest.fixture(scope='module')
+def torch_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('pt') / 'g.pth'
+    torch.save(zoo.create_model(NAME, num_classes=10).state_dict(), path)
+    return path
+
+
+def test_export_import_round_trip(torch_checkpoint, tmp_path, capsys):
+    ckpt, back = tmp_path / 'g.ckpt', tmp_path / 'back.pth'
+    assert main(['export', '--model', NAME, '--checkpoint', str(torch_checkpoint), '--out', str(ckpt)]) == 0
+    assert main(['import', str(ckpt), '--model', NAME, '--out', str(back)]) == 0
+    original = torch.load(torch_checkpoint, weights_only=True)
+    restored = torch.load(back, weights_only=True)
+    assert set(original) == set(restored)
+    for k, v in original.items():
+        assert k.endswith('num_batches_tracked') or torch.equal(v, restored[k]), k
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['back.pth', 'g.ckpt']  # no temporary files left
+
+
+def test_parity_command(torch_checkpoint, capsys):
+    assert main(['parity', '--model', NAME, '--img-size', '64', '64', '--checkpoint', str(torch_checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert 'logits' in out and 'stage 4' in out and 'top-5 agree: yes' in out
+
+
+def _error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    return err
+
+
+def test_unknown_model_suggests(tmp_path, capsys):
+    assert 'ghostnet_050' in _error(['export', '--model', 'ghostnet_05', '--out', str(tmp_path / 'x.ckpt')], capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_checkpoint_of_another_model(tmp_path, capsys):
+    path = tmp_path / 'other.pth'
+    torch.save(zoo.create_model('ghostnet_100', num_classes=10).state_dict(), path)
+    err = _error(['export', '--model', NAME, '--checkpoint', str(path), '--out', str(tmp_path / 'x.ckpt')], capsys)
+    assert 'does not fit ghostnet_050' in err and 'of another shape' in err and "conv_stem.weight" in err
+    assert [p.name for p in tmp_path.iterdir()] == ['other.pth']
+
+
+def test_mindspore_checkpoint_of_another_model(torch_checkpoint, tmp_path, capsys):
+    ckpt = tmp_path / 'g.ckpt'
+    assert main(['export', '--model', NAME, '--checkpoint', str(torch_checkpoint), '--out', str(ckpt)]) == 0
+    err = _error(['import', str(ckpt), '--model', 'wavemlp_t', '--out', str(tmp_path / 'w.pth')], capsys)
+    assert 'does not fit' in err and 'are not parameters of wavemlp_t' in err and 'blocks.0.0.ghost1' in err
+    assert not (tmp_path / 'w.pth').exists()
+
+
+def test_input_size_the_model_cannot_take(capsys):
+    err = _error(['parity', '--model', 'ghostnetv2_100', '--img-size', '16', '16'], capsys)
+    assert 'ghostnetv2_100 cannot take a 16x16 input' in err
+
+
+def test_official_layout_for_a_family_without_port(tmp_path, capsys):
+    err = _error(['export', '--model', 'ghostnetv3_050', '--layout', 'official', '--out', str(tmp_path / 'x.ckpt')],
+                 capsys)
+    assert 'no official MindSpore port' in err and '--layout zoo' in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_unreadable_mindspore_checkpoint(tmp_path, capsys):
+    bad = tmp_path / 'bad.ckpt'
+    bad.write_bytes(b'not a checkpoint')
+    assert 'bad.ckpt' in _error(['import', str(bad), '--model', NAME, '--out', str(tmp_path / 'x.pth')], capsys)
+
+
+def test_benchmark_command(capsys):
+    assert main(['benchmark', '--model', NAME, '--batch-size', '1', '--img-size', '64', '64', '--iters', '1',
+                 '--mode', 'pynative']) == 0
+    out = capsys.readouterr().out
+    assert 'torch' in out and "x torch's time" in out
