@@ -37,6 +37,7 @@ from ..layers.attention_bias import resample_attention_bias
 from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.input_checks import check_image_input
 from ..registry import register_model
+from ..state_dicts import unwrap_state_dict
 
 __all__ = ['PyramidTNT']
 
@@ -533,8 +534,7 @@ def _tokens_to_map(x: torch.Tensor, grid: Grid) -> torch.Tensor:
 def checkpoint_filter_fn(state_dict: dict, model: PyramidTNT) -> dict:
     """Official checkpoints load as they are; position tables stored for another input size than the
     model's ``img_size`` are resampled to it."""
-    state_dict = state_dict.get('state_dict', state_dict.get('model', state_dict))
-    state_dict = {k.removeprefix('module.'): v for k, v in state_dict.items()}
+    state_dict = unwrap_state_dict(state_dict)
     pos = state_dict.get('outer_pos')
     if pos is None or pos.shape == model.outer_pos.shape:
         return state_dict

@@ -27,12 +27,13 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 
+from ..layers.attention_bias import resample_attention_bias
 from ..layers.conv_ffn import ConvFFN
 from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.grapher import Grapher
 from ..layers.input_checks import check_image_input
-from ..layers.knn_graph import resize_relative_position_bias
 from ..registry import register_model
+from ..state_dicts import unwrap_state_dict
 
 __all__ = ['VisionGNN']
 
@@ -274,24 +275,19 @@ def add_pos_embed(x: torch.Tensor, pos_embed: torch.Tensor) -> torch.Tensor:
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VisionGNN) -> Dict[str, torch.Tensor]:
     """Official checkpoint -> this model: strip wrappers and resize the position tables if the model's
     native size differs from the checkpoint's."""
-    for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):
-        if isinstance(state_dict, dict) and key in state_dict and isinstance(state_dict[key], dict):
-            state_dict = state_dict[key]
-            break
+    # EMA weights before the raw ones when a checkpoint holds both, as timm's load_state_dict does
+    state_dict = unwrap_state_dict(state_dict, ('state_dict_ema', 'model_ema', 'state_dict', 'model'))
     target = model.state_dict()
     out = {}
     for k, v in state_dict.items():
-        k = k[len('module.'):] if k.startswith('module.') else k
         if k in target and v.shape != target[k].shape:
             if k == 'pos_embed':
                 v = F.interpolate(v.float(), size=target[k].shape[-2:], mode='bicubic', align_corners=False)
             elif k.endswith('relative_pos'):
                 grapher = model.get_submodule(k[:-len('.relative_pos')])
-                r = grapher.reduction
-                src = round(v.shape[1] ** 0.5)
-                v = resize_relative_position_bias(
-                    v.float(), (src, src), (src // r, src // r),
-                    (grapher.grid, grapher.grid), (grapher.grid // r, grapher.grid // r))
+                r, src, dst = grapher.reduction, round(v.shape[1] ** 0.5), grapher.grid
+                v = resample_attention_bias(v.float(), (src, src), (src // r, src // r), (dst, dst),
+                                            (dst // r, dst // r), antialias=False)
         out[k] = v
     return out
 
