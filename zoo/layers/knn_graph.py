@@ -3,7 +3,9 @@
 Nodes are the pixels of a (B, C, H, W) feature map; each query node is linked to the ``k`` candidates
 (optionally from a pooled map) closest in L2-normalised feature space, every ``dilation``-th of the
 ``k * dilation`` nearest. Distances come from one matrix product per chunk of query rows followed by
-``topk``, so memory grows as N x M (never N x M x C) and stays bounded for large maps.
+``topk``, so memory grows as N x M (never N x M x C) and stays bounded for large maps. The chunk size
+depends on the map only, never on the batch: a batch-dependent loop would make the exporters specialise on
+(or reason at length about) the batch size.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ __all__ = [
     'gather_max_neighbours',
 ]
 
-#: Largest number of (batch x query x candidate) distances held at once before query rows are chunked.
-MAX_DISTANCES_PER_CHUNK = 1 << 25
+#: Largest number of (query x candidate) distances per sample held at once before query rows are chunked.
+MAX_DISTANCES_PER_CHUNK = 1 << 22
 
 
 def knn_graph(
@@ -36,18 +38,18 @@ def knn_graph(
         y: (B, C, M) candidate features, L2-normalised over C.
         k: neighbours per query, at most M.
         bias: optional (1, N, M) or (B, N, M) term added to the squared distances.
-        max_chunk: bound on the number of distances computed at once.
+        max_chunk: bound on the number of distances computed at once per sample.
 
     Returns:
         (B, N, k) int64 indices into the M candidates.
     """
-    B, _, N = x.shape
+    N = x.shape[-1]
     M = y.shape[-1]
     with torch.no_grad():
         xt = x.transpose(1, 2)
         x_sq = xt.pow(2).sum(-1, keepdim=True)  # (B, N, 1)
         y_sq = y.pow(2).sum(1, keepdim=True)  # (B, 1, M)
-        rows = max(1, min(N, max_chunk // max(B * M, 1)))
+        rows = max(1, min(N, max_chunk // max(M, 1)))
         out = []
         for start in range(0, N, rows):
             end = min(N, start + rows)

@@ -33,11 +33,10 @@ from ..registry import register_model
 __all__ = ['HireMLP', 'HierarchicalRearrangeMixing', 'gather_regions', 'scatter_regions']
 
 
-def _circular_pad(x: torch.Tensor, dim: int, padded: int) -> torch.Tensor:
-    """Extend ``x`` along ``dim`` to length ``padded`` by repeating it from its start (wraps around
-    as often as needed, so a pad longer than the map works too)."""
-    size = x.shape[dim]
-    return torch.cat([x] * (padded // size) + [x.narrow(dim, 0, padded % size)], dim)
+def _wrapped_positions(length: int, offset: int, size: int, device: torch.device) -> torch.Tensor:
+    """``(arange(length) + offset) % size``: the source position of every output position of a circular
+    shift (and circular padding or cropping) along an axis of ``size``."""
+    return torch.arange(length, device=device).add(offset).remainder(size)
 
 
 @register_notrace_function  # padding depends on the map size: a leaf for torch.fx
@@ -47,14 +46,15 @@ def gather_regions(x: torch.Tensor, dim: int, region_size: int, shift: int) -> t
 
     Returns (B, C * region_size, ceil(H / region_size), W) for dim 2, channel ``c * region_size + i``
     holding row ``i`` of each region; (B, C * region_size, H, ceil(W / region_size)) for dim 3.
+    The shift and the padding are one gather of rows (columns), which the exporters express exactly for
+    any map size (the padding may exceed the map, e.g. a 1-pixel map with 3-pixel regions).
     """
     B, C, H, W = x.shape
     size = x.shape[dim]
-    padded = -(-size // region_size) * region_size
-    if shift:
-        x = torch.roll(x, shift, dim)
-    if padded != size:
-        x = _circular_pad(x, dim, padded)
+    # positive operands only: the exporters turn integer // into a division that truncates towards zero
+    padded = (size + region_size - 1) // region_size * region_size
+    if shift or padded != size:
+        x = x.index_select(dim, _wrapped_positions(padded, -shift, size, x.device))
     n = padded // region_size
     if dim == 2:
         return x.reshape(B, C, n, region_size, W).transpose(2, 3).reshape(B, C * region_size, n, W)
@@ -64,7 +64,7 @@ def gather_regions(x: torch.Tensor, dim: int, region_size: int, shift: int) -> t
 @register_notrace_function  # cropping depends on the map size: a leaf for torch.fx
 def scatter_regions(x: torch.Tensor, dim: int, region_size: int, shift: int, size: int) -> torch.Tensor:
     """Inverse of :func:`gather_regions`: unstack the regions, crop the padding to ``size`` and undo
-    the shift."""
+    the shift (one gather)."""
     B, stacked, rows, cols = x.shape
     C = stacked // region_size
     x = x.reshape(B, C, region_size, rows, cols)
@@ -72,8 +72,9 @@ def scatter_regions(x: torch.Tensor, dim: int, region_size: int, shift: int, siz
         x = x.transpose(2, 3).reshape(B, C, rows * region_size, cols)
     else:
         x = x.permute(0, 1, 3, 4, 2).reshape(B, C, rows, cols * region_size)
-    x = x.narrow(dim, 0, size)
-    return torch.roll(x, -shift, dim) if shift else x
+    if shift or x.shape[dim] != size:
+        x = x.index_select(dim, _wrapped_positions(size, shift, size, x.device))
+    return x
 
 
 class HierarchicalRearrangeMixing(nn.Module):
