@@ -3,6 +3,7 @@
 ``import zoo`` registers every model, after which ``timm.create_model(name)`` works for each of them.
 """
 import argparse as _argparse
+import importlib as _importlib
 
 import torch as _torch
 
@@ -17,7 +18,15 @@ _torch.serialization.add_safe_globals([_argparse.Namespace])
 from . import models  # noqa: F401  (registers the families with timm)
 from .models.tinysam import create_sam
 
+
+def __getattr__(name: str):
+    """``zoo.export(...)`` (a callable module: python -m zoo.export as a function), loaded on first use."""
+    if name == 'export':
+        return _importlib.import_module('.export', __name__)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
 __all__ = [
-    '__version__', 'HubError', 'ModelInfo', 'UnknownModelError', 'create_model', 'create_sam', 'is_zoo_model', 'list_families',
-    'list_models', 'model_info',
+    '__version__', 'HubError', 'ModelInfo', 'UnknownModelError', 'create_model', 'create_sam', 'export', 'is_zoo_model',
+    'list_families', 'list_models', 'model_info',
 ]
