@@ -151,12 +151,17 @@ def build_model(spec: str) -> nn.Module:
     return model
 
 
+#: Clip length for zoo video models when --num-frames is not given: the 16 frames they are built for and
+#: trained on (timm's pretrained_cfg describes one frame, so it does not say).
+VIDEO_NUM_FRAMES = 16
+
+
 def resolve_input_shape(
         spec: str, img_size: Optional[Sequence[int]] = None, num_frames: Optional[int] = None,
 ) -> tuple[int, ...]:
     """Per-sample input shape: the model's ``pretrained_cfg['input_size']`` (C, H, W), with H, W replaced
-    by ``img_size`` when given. Zoo video models take clips (C, T, H, W): T is the model's frame count
-    (its contract clip length) unless ``num_frames`` is given. torchvision models default to (3, 224, 224)
+    by ``img_size`` when given. Zoo video models take clips (C, T, H, W): T is ``num_frames``, else
+    :data:`VIDEO_NUM_FRAMES`. torchvision models default to (3, 224, 224)
     (a clip of 16 frames with ``num_frames``)."""
     source, name, _ = _parse_spec(spec)
     shape: tuple[int, ...] = (3, 224, 224)
@@ -175,7 +180,7 @@ def resolve_input_shape(
         if zoo.is_zoo_model(name):
             info = zoo.model_info(name)
             if info.task == 'video' and frames is None:
-                frames = info.contract_input_size[1]
+                frames = VIDEO_NUM_FRAMES
     if img_size:
         h, w = (img_size[0], img_size[0]) if len(img_size) == 1 else tuple(img_size)
         shape = shape[:-2] + (h, w)
@@ -207,8 +212,14 @@ def benchmark_model(
         device: str = 'cpu',
         channels_last: bool = False,
         threads: int = 0,
+        compile: bool = False,
 ) -> dict[str, Any]:
-    """Measure one model in this process; returns a JSON-ready dict of the results."""
+    """Measure one model in this process; returns a JSON-ready dict of the results.
+
+    With ``compile``, the model is also measured after ``torch.compile`` (default inductor): ``infer_ms`` is
+    then the compiled time, ``eager_infer_ms`` the eager one, and ``compile_s`` the first compiled call (the
+    compilation), kept apart from the throughput.
+    """
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -227,10 +238,22 @@ def benchmark_model(
     model.eval()
     with torch.inference_mode():
         infer_times = _time(lambda: model(x), warmup, iters, sync)
+    extra = {}
+    if compile:
+        eager_ms = 1e3 * statistics.median(infer_times)
+        model = torch.compile(model)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            model(x)
+            sync()
+            compile_s = time.perf_counter() - start
+            infer_times = _time(lambda: model(x), warmup, iters, sync)
+        extra = dict(compile_s=compile_s, eager_infer_ms=eager_ms,
+                     compiled_speedup=eager_ms / (1e3 * statistics.median(infer_times)))
     result = dict(
         model=spec, input_shape=[batch_size, *input_shape], device=device, params=params, macs=macs,
         infer_ms=1e3 * statistics.median(infer_times), infer_per_s=batch_size / statistics.median(infer_times),
-        threads=torch.get_num_threads(),
+        threads=torch.get_num_threads(), **extra,
     )
     if train:
         model.train()
@@ -295,6 +318,9 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     cols = [('model', 'model', '{}'), ('params (M)', 'params', '{:.2f}'), ('MACs (G)', 'macs', '{:.3f}'),
             ('infer ms', 'infer_ms', '{:.1f}'), ('infer/s', 'infer_per_s', '{:.1f}'),
             ('speed vs 1st', 'infer_ratio', '{:.2f}x')]
+    if any('compile_s' in r for r in results):
+        cols += [('eager ms', 'eager_infer_ms', '{:.1f}'), ('compiled/eager', 'compiled_speedup', '{:.2f}x'),
+                 ('compile s', 'compile_s', '{:.1f}')]
     if any('train_ms' in r for r in results):
         cols += [('train ms', 'train_ms', '{:.1f}'), ('train/s', 'train_per_s', '{:.1f}')]
     cols += [('peak MB', 'peak_mem_mb', '{:.0f}')]
@@ -315,7 +341,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--compare', nargs='*', default=[], help='more model specs, measured on the same input')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--img-size', type=int, nargs='+', help='H [W] (default: the first model\'s input size)')
-    p.add_argument('--num-frames', type=int, help='clip length for video models (default: the model\'s own)')
+    p.add_argument('--num-frames', type=int, help=f'clip length for video models (default: {VIDEO_NUM_FRAMES})')
     p.add_argument('--train', action='store_true', help='also time a training step (forward, backward, SGD)')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=10)
@@ -326,6 +352,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--compile', action='store_true',
+                   help='also measure after torch.compile: compiled and eager times, and the compile time apart')
     p.add_argument('--no-isolate', action='store_true', help='measure in this process (CPU peak memory is then not per model)')
     p.add_argument('--json', metavar='PATH', help="write the results as JSON ('-' for stdout)")
     args = p.parse_args(argv)
@@ -348,7 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
         for i in (range(len(specs)) if r % 2 == 0 else reversed(range(len(specs)))):
             kwargs = dict(spec=specs[i], input_shape=shape, batch_size=args.batch_size, train=args.train,
                           warmup=args.warmup, iters=args.iters, device=args.device,
-                          channels_last=args.channels_last, threads=args.threads)
+                          channels_last=args.channels_last, threads=args.threads, compile=args.compile)
             per_round[i].append(benchmark_model(**kwargs) if args.no_isolate else _run_isolated(kwargs))
     results = [combine_rounds(runs) for runs in per_round]
     rounds = f', median over {args.rounds} rounds in alternating order' if args.rounds > 1 else ''

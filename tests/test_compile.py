@@ -1,0 +1,68 @@
+"""torch.compile: every zoo model traces into one graph (no graph breaks), and compiled outputs equal eager ones.
+
+``torch._dynamo.explain`` traces without compiling, so the graph-break check is cheap enough for every registered
+model; inductor compiles are slow on 2 cores, so they run for one model per family on a tiny input.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo as dynamo
+
+import zoo
+from test_export import with_batchnorm_statistics
+
+#: One variant per family (the smallest), checked by default; every other model runs with the slow tests.
+FAMILY_VARIANTS = [
+    'vig_ti_224_gelu', 'pvig_ti_224_gelu', 'ghostnetv3_050', 'hire_mlp_tiny', 'wavemlp_t', 'ptnt_ti_patch16_192',
+    'tnt_s_patch16_224', 'slab_deit_t', 'cgrseg_t', 'squeezetime_k400', 'tinysam_vit_t',
+]
+ALL_MODELS = FAMILY_VARIANTS + [pytest.param(n, marks=pytest.mark.slow) for n in zoo.list_models()
+                                if n not in FAMILY_VARIANTS]
+
+
+def input_sizes(name: str) -> list[tuple[int, ...]]:
+    """The contract's small input size and a second one (larger by the input divisor; fixed-size models: one)."""
+    info = zoo.model_info(name)
+    size = info.contract_input_size
+    if name.startswith('tnt_'):  # timm's TNT has a fixed input size
+        return [size]
+    step = max(info.input_divisor, 16)
+    return [size, (*size[:-2], size[-2] + step, size[-1] + step)]
+
+
+@pytest.mark.parametrize('name', ALL_MODELS)
+def test_no_graph_breaks(name, one_thread):
+    model = zoo.create_model(name).eval()
+    for size in input_sizes(name):
+        dynamo.reset()  # each size traced afresh, as a model compiled for it
+        with torch.no_grad():
+            explanation = dynamo.explain(model)(torch.randn(2, *size))
+        reasons = [str(b.reason).splitlines()[0] for b in explanation.break_reasons]
+        assert explanation.graph_break_count == 0, f'{name} at {size}: {reasons}'
+        assert explanation.graph_count == 1
+    dynamo.reset()
+
+
+#: Inductor compiles on a tiny input, one model per family.
+COMPILE_SIZES = {
+    'vig_ti_224_gelu': (3, 32, 32), 'pvig_ti_224_gelu': (3, 64, 64), 'ghostnetv3_050': (3, 64, 64),
+    'hire_mlp_tiny': (3, 32, 32), 'wavemlp_t': (3, 32, 32), 'ptnt_ti_patch16_192': (3, 32, 32),
+    'slab_deit_t': (3, 32, 32), 'cgrseg_t': (3, 64, 64), 'squeezetime_k400': (3, 16, 32, 32),
+    'tnt_s_patch16_224': (3, 224, 224), 'tinysam_vit_t': (3, 64, 64),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', list(COMPILE_SIZES))
+def test_compiled_equals_eager(name, one_thread):
+    x = torch.randn(2, *COMPILE_SIZES[name])
+    model = with_batchnorm_statistics(zoo.create_model(name), x)  # O(1) outputs: a wrong graph shows
+    dynamo.reset()
+    with torch.no_grad():
+        expected = model(x)
+        got = torch.compile(model, backend='inductor', fullgraph=True)(x)
+    dynamo.reset()
+    scale = expected.abs().max().item()
+    assert 0.05 < scale < 1e3
+    assert (got - expected).abs().max().item() <= 1e-4 * scale
