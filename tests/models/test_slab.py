@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 
 import pytest
 import timm
@@ -18,7 +19,6 @@ import zoo
 from fidelity import (deterministic_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record)
 from zoo.benchmark import count_macs
 from zoo.layers.prepbn import PRepBN, RepBN, convert_norm_layout, set_norm_progress
-from zoo.models.slab import checkpoint_filter_fn
 
 FAST = ['deit_t_prepbn', 'slab_deit_t', 'pvt_t_prepbn', 'slab_pvt_t', 'slab_pvt_v2_b0', 'slab_pvt_v2_b1',
         'swin_t_prepbn', 'slab_swin_t', 'slab_cswin_t']
@@ -36,6 +36,11 @@ def _variants(fast, slow):
 
 def _fixture(name: str) -> dict:
     return load_fixture('slab_' + name.removeprefix('slab_'))
+
+
+def _checkpoint_filter(model: nn.Module):
+    """The model's architecture module's ``checkpoint_filter_fn`` (as timm and zoo.train look it up)."""
+    return sys.modules[type(model).__module__].checkpoint_filter_fn
 
 
 def test_every_variant_has_a_fixture_and_is_registered():
@@ -57,7 +62,7 @@ def test_official_layout_and_param_count(name):
     assert fx['param_count'] - sum(p.numel() for p in model.parameters()) == dead
     assert (dead > 0) == name.startswith(('slab_deit', 'slab_cswin'))
     # the official key layout loads strictly (computed Swin buffers are recomputed, not loaded)
-    sd = checkpoint_filter_fn(deterministic_state_dict(fx['state_dict']), model)
+    sd = _checkpoint_filter(model)(deterministic_state_dict(fx['state_dict']), model)
     model.load_state_dict(sd, strict=True)
 
 
@@ -279,3 +284,59 @@ def test_deploy_form_does_strictly_less_work(name):
     assert after.get('linear', 0) == before.get('linear', 0)
     assert sum(after.values()) < sum(before.values()), (before, after)
     assert count_macs(model, x) <= count_macs(timm.create_model(name).eval(), x)
+
+
+# ----------------------------------------------------------------------------------------------------
+# TorchScript, arguments, classifier, checkpoint wrappers
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name', _variants(['slab_pvt_v2_b0'],
+                                           ['deit_t_prepbn', 'slab_deit_t', 'pvt_t_prepbn', 'swin_t_prepbn',
+                                            'slab_swin_t', 'slab_cswin_t']))
+@torch.no_grad()
+def test_torchscript_gives_the_eager_outputs(name):
+    """Scripted as timm's tests script models; 64x96 pads the windows / stripes and resizes position tables."""
+    from timm.layers import set_scriptable
+
+    x = torch.randn(1, 3, 64, 96)
+    with set_scriptable(True):
+        model = _calibrated(name, x)
+    scripted = torch.jit.script(model)
+    assert max_abs_diff(scripted(x), model(x)) < 1e-5
+
+
+def test_bad_arguments_raise_value_errors():
+    with pytest.raises(ValueError, match='attn_types'):
+        timm.create_model('slab_pvt_v2_b0', attn_types='LLX')
+    with pytest.raises(ValueError, match='4 stages'):
+        timm.create_model('slab_cswin_t', depths=(1, 1, 1))
+    with pytest.raises(ValueError, match="attn_type must be 'S'"):
+        timm.create_model('slab_deit_t', attn_type='X')
+    with pytest.raises(ValueError, match='output_fmt'):
+        timm.create_model('slab_pvt_v2_b0').forward_intermediates(torch.randn(1, 3, 64, 64), output_fmt='NHWC')
+
+
+@torch.no_grad()
+def test_reset_classifier_honours_global_pool():
+    x = torch.randn(1, 3, 64, 64)
+    model = timm.create_model('slab_pvt_v2_b0').eval()
+    model.reset_classifier(0, global_pool='')
+    assert model(x).shape == (1, 256, 2, 2)  # the unpooled last map
+    model.reset_classifier(5, global_pool='avg')
+    assert model(x).shape == (1, 5)
+    deit = timm.create_model('deit_t_prepbn').eval()
+    deit.reset_classifier(3, global_pool='avg')
+    tokens = deit.forward_features(x)
+    torch.testing.assert_close(deit.forward_head(tokens, pre_logits=True), tokens[:, 1:].mean(dim=1))
+    with pytest.raises(ValueError, match='global_pool'):
+        deit.reset_classifier(3, global_pool='max')
+
+
+@torch.no_grad()
+def test_checkpoint_filter_unwraps_training_checkpoints():
+    """A DDP-trained checkpoint (``module.`` keys inside ``state_dict``) loads through the filter."""
+    model = timm.create_model('slab_pvt_v2_b0')
+    wrapped = {'epoch': 3, 'state_dict': {'module.' + k: v + 1 for k, v in model.state_dict().items()}}
+    fresh = timm.create_model('slab_pvt_v2_b0')
+    fresh.load_state_dict(_checkpoint_filter(fresh)(wrapped, fresh), strict=True)
+    assert torch.equal(fresh.head.weight, model.head.weight + 1)

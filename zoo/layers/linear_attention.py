@@ -17,7 +17,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from timm.layers import register_notrace_function
-from torch import nn
 
 __all__ = ['simplified_linear_attention', 'resize_token_grid']
 
@@ -28,46 +27,65 @@ def simplified_linear_attention(
         v: torch.Tensor,
         num_heads: int,
         grid_size: tuple[int, int],
-        dwc: Optional[nn.Conv2d] = None,
+        dwc_weight: Optional[torch.Tensor] = None,
+        dwc_bias: Optional[torch.Tensor] = None,
         eps: float = 1e-6,
 ) -> torch.Tensor:
     """SLA of token tensors ``q, k, v`` of shape ``(B, N, C)`` laid out row-major on ``grid_size``.
 
-    Returns ``(B, N, C)`` before the output projection. Runs in float32 (also under autocast), as the
-    normaliser needs the range.
+    ``dwc_weight`` / ``dwc_bias``: the depthwise convolution on the values (a ``(c, 1, k, k)`` kernel shared by
+    the heads, zero-padded to keep the grid), passed as tensors so that the function also compiles with
+    TorchScript. Returns ``(B, N, C)`` before the output projection. Runs in float32 (also under autocast), as
+    the normaliser needs the range.
     """
+    dtype = q.dtype
+    if torch.jit.is_scripting():  # TorchScript has no autocast context to leave
+        x = _sla_float32(q, k, v, num_heads, grid_size, dwc_weight, dwc_bias, eps)
+    else:
+        # autocast has no 'meta' device (shape-only runs): any device type disables nothing there
+        with torch.autocast(device_type='cpu' if q.device.type == 'meta' else q.device.type, enabled=False):
+            x = _sla_float32(q, k, v, num_heads, grid_size, dwc_weight, dwc_bias, eps)
+    return x.to(dtype)
+
+
+def _heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, N, C) -> float32 (B * num_heads, N, C // num_heads)."""
+    B, N, C = t.shape
+    c = C // num_heads
+    return t.float().reshape(B, -1, num_heads, c).transpose(1, 2).reshape(B * num_heads, -1, c)
+
+
+def _sla_float32(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, grid_size: tuple[int, int],
+                 dwc_weight: Optional[torch.Tensor], dwc_bias: Optional[torch.Tensor], eps: float) -> torch.Tensor:
     B, N, C = q.shape
     H, W = grid_size
     c = C // num_heads
-    dtype = q.dtype
-    # autocast has no 'meta' device (shape-only runs): any device type disables nothing there
-    with torch.autocast(device_type='cpu' if q.device.type == 'meta' else q.device.type, enabled=False):
-        q, k, v = (t.float().reshape(B, -1, num_heads, c).transpose(1, 2).reshape(B * num_heads, -1, c)
-                   for t in (q, k, v))
-        q = F.relu(q)
-        k = F.relu(k)
-        i, j = q.shape[1], k.shape[1]
-        z = 1.0 / (q @ k.sum(dim=1).unsqueeze(-1) + eps)  # (B*h, i, 1)
-        if i * j * (c + c) > c * c * (i + j):
-            x = q @ (k.transpose(1, 2) @ v)
-        else:
-            x = (q @ k.transpose(1, 2)) @ v
-        x = x * z
-        if dwc is not None:
-            fm = v.transpose(1, 2).reshape(B * num_heads, c, H, W)
-            x = x + dwc(fm.to(dwc.weight.dtype)).float().flatten(2).transpose(1, 2)
-    x = x.reshape(B, num_heads, N, c).transpose(1, 2).reshape(B, N, C)
-    return x.to(dtype)
+    q = F.relu(_heads(q, num_heads))
+    k = F.relu(_heads(k, num_heads))
+    v = _heads(v, num_heads)
+    i, j = q.shape[1], k.shape[1]
+    z = 1.0 / (q @ k.sum(dim=1).unsqueeze(-1) + eps)  # (B*h, i, 1)
+    if i * j * (c + c) > c * c * (i + j):
+        x = q @ (k.transpose(1, 2) @ v)
+    else:
+        x = (q @ k.transpose(1, 2)) @ v
+    x = x * z
+    if dwc_weight is not None:
+        fm = v.transpose(1, 2).reshape(B * num_heads, c, H, W).to(dwc_weight.dtype)
+        pad = dwc_weight.shape[-1] // 2
+        conv = F.conv2d(fm, dwc_weight, dwc_bias, padding=[pad, pad], groups=dwc_weight.shape[0])
+        x = x + conv.float().flatten(2).transpose(1, 2)
+    return x.reshape(B, num_heads, N, c).transpose(1, 2).reshape(B, N, C)
 
 
 @register_notrace_function  # size-dependent resampling: a leaf for torch.fx
 def resize_token_grid(tokens: torch.Tensor, src_size: tuple[int, int], dst_size: tuple[int, int],
                       mode: str = 'bilinear') -> torch.Tensor:
     """Resize a ``(1, Hs*Ws, C)`` table of per-token parameters to ``(1, Hd*Wd, C)`` (identity if equal)."""
-    src_size, dst_size = tuple(src_size), tuple(dst_size)
-    if src_size == dst_size:
+    if src_size[0] == dst_size[0] and src_size[1] == dst_size[1]:
         return tokens
     C = tokens.shape[-1]
     t = tokens.reshape(1, src_size[0], src_size[1], C).permute(0, 3, 1, 2)
-    t = F.interpolate(t.float(), size=dst_size, mode=mode, align_corners=False).to(tokens.dtype)
+    t = F.interpolate(t.float(), size=[dst_size[0], dst_size[1]], mode=mode, align_corners=False)
+    t = t.to(tokens.dtype)
     return t.flatten(2).transpose(1, 2)
