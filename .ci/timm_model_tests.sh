@@ -22,13 +22,8 @@ variants=(
   deit_t_prepbn slab_deit_t pvt_t_prepbn slab_pvt_v2_b0 slab_swin_t slab_cswin_t
   ghostnet_050 tnt_s_patch16_224
 )
-# the README's stated exceptions (test function, variants); deselected by node id
-slab=(deit_t_prepbn slab_deit_t pvt_t_prepbn slab_pvt_v2_b0 slab_swin_t slab_cswin_t)
+# the README's stated exceptions, as --deselect node ids (none at present)
 exceptions=()
-for v in "${slab[@]}"; do  # SLAB: not TorchScript-able yet (FX + TorchScript works for the softmax DeiT / PVT)
-  exceptions+=(--deselect "test_models.py::test_model_forward_torchscript[1-$v]")
-  case $v in deit_*|pvt_*) ;; *) exceptions+=(--deselect "test_models.py::test_model_forward_fx_torchscript[1-$v]") ;; esac
-done
 
 version=$("$py" -c 'import timm; print(timm.__version__)')
 work=$(mktemp -d)
