@@ -22,10 +22,12 @@ ALL_MODELS = FAMILY_VARIANTS + [pytest.param(n, marks=pytest.mark.slow) for n in
 
 
 def input_sizes(name: str) -> list[tuple[int, ...]]:
-    """The contract's small input size and a second one (larger by the input divisor; fixed-size models: one)."""
+    """The contract's small input size, and for one variant per family a second one (larger by the input
+    divisor): variants of a family run the same code, so its size-dependent paths are traced once per family.
+    Fixed-size models (timm's TNT) take one size."""
     info = zoo.model_info(name)
     size = info.contract_input_size
-    if name.startswith('tnt_'):  # timm's TNT has a fixed input size
+    if name.startswith('tnt_') or name not in FAMILY_VARIANTS:
         return [size]
     step = max(info.input_divisor, 16)
     return [size, (*size[:-2], size[-2] + step, size[-1] + step)]
