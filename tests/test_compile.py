@@ -55,8 +55,16 @@ COMPILE_SIZES = {
 }
 
 
+#: Known differences, still open (issue #26): inductor's SqueezeTime output differs from eager by 2.5e-3 relative
+#: (0.73 on logits of size 292) at 16x32x32, more than twice eager's own float32 error (0.15); strict, so the
+#: test fails once it agrees.
+KNOWN_COMPILE_DIFFERENCES = {'squeezetime_k400': 'inductor differs from eager by 2.5e-3 relative; open in #26'}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('name', list(COMPILE_SIZES))
+@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_COMPILE_DIFFERENCES[n],
+                                                                          strict=True))
+                                  if n in KNOWN_COMPILE_DIFFERENCES else n for n in COMPILE_SIZES])
 def test_compiled_equals_eager(name, one_thread):
     x = torch.randn(2, *COMPILE_SIZES[name])
     model = with_batchnorm_statistics(zoo.create_model(name), x)  # O(1) outputs: a wrong graph shows
@@ -67,4 +75,8 @@ def test_compiled_equals_eager(name, one_thread):
     dynamo.reset()
     scale = expected.abs().max().item()
     assert 0.05 < scale < 1e3
-    assert (got - expected).abs().max().item() <= 1e-4 * scale
+    # 1e-4 relative, or twice the eager model's own float32 error where that is larger (as zoo.export checks):
+    # a kernel reordering cannot agree with float32 eager better than float32 agrees with float64
+    with torch.no_grad():
+        own_error = (model.double()(x.double()) - expected.double()).abs().max().item()
+    assert (got - expected).abs().max().item() <= max(1e-4 * scale, 2 * own_error)
