@@ -12,6 +12,7 @@ import torch
 
 import zoo
 from zoo.export import ExportError, compare_outputs, export_model, main
+from zoo.random_statistics import gather_batchnorm_statistics
 
 #: One variant per family and a small input size it takes (H = W).
 FAMILY_VARIANTS = {
@@ -31,15 +32,7 @@ FAMILY_VARIANTS = {
 
 def with_batchnorm_statistics(model: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
     """Running statistics averaged over three random batches shaped like ``inputs``, then eval mode."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for _ in range(3 if norms else 0):
-            model(torch.randn_like(inputs))
-    return model.eval()
+    return gather_batchnorm_statistics(model, lambda: torch.randn_like(inputs))
 
 
 def _model(name: str) -> tuple[torch.nn.Module, int]:

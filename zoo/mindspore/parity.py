@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from mindspore import nn
 
+from ..random_statistics import gather_batchnorm_statistics as gather_statistics
+
 __all__ = ['TOLERANCE', 'Difference', 'ParityReport', 'compare', 'execution_mode', 'gather_batchnorm_statistics']
 
 #: The largest relative difference the parity check accepts (exclusive).
@@ -73,20 +75,9 @@ def execution_mode(mode: str = 'pynative', device: str | None = None) -> Iterato
 
 def gather_batchnorm_statistics(model: torch.nn.Module, hw: tuple[int, int], in_chans: int = 3, batches: int = 3,
                                 batch_size: int = 4, seed: int = 0) -> torch.nn.Module:
-    """Set every BatchNorm's running statistics to the average over ``batches`` random inputs, then eval.
-
-    With statistics that match what a layer sees, every BatchNorm output is about unit scale, so the logits
-    stay O(1) however deep the network (default statistics let them grow to 1e9 and hide wrong graphs)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the passes
+    """:func:`zoo.random_statistics.gather_batchnorm_statistics` on seeded random images of ``hw``, then eval."""
     generator = torch.Generator().manual_seed(seed)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches if norms else 0):
-            model(torch.randn(batch_size, in_chans, *hw, generator=generator))
-    return model.eval()
+    return gather_statistics(model, lambda: torch.randn(batch_size, in_chans, *hw, generator=generator), batches)
 
 
 class _WithIntermediates(nn.Cell):
