@@ -193,7 +193,7 @@ def test_push_to_hub_uploads_the_final_weights(tmp_path, fake_hub, one_thread):
     _, repo_id, files = fake_hub.calls[1]
     assert repo_id == 'me/ghost-digits' and sorted(files) == ['README.md', 'config.json', 'model.safetensors']
     assert summary['hub']['uploaded'] and summary['hub']['folder'] == str(tmp_path / 'run' / 'hub')
-    final = torch.load(tmp_path / 'run' / 'last.pth', weights_only=True)['model']
+    final = torch.load(tmp_path / 'run' / 'last.pth', map_location='cpu', weights_only=True)['model']
     uploaded = load_file(tmp_path / 'run' / 'hub' / 'model.safetensors')
     assert final.keys() == uploaded.keys() and all(torch.equal(final[k], uploaded[k]) for k in final)
     card = files['README.md'].decode()
