@@ -187,3 +187,17 @@ def test_an_empty_batch_is_refused_clearly(name):
     model = timm.create_model(name).eval()
     with pytest.raises(ValueError, match='empty batch'):
         model(torch.zeros(0, 3, 192, 192))
+
+
+def test_mindspore_command_without_mindspore_is_one_line():
+    """Without the [mindspore] extra, ``python -m zoo.mindspore`` names the extra in one line, exit status 2
+    (the package is imported before its __main__, so this error comes from the package itself)."""
+    import importlib.util
+    spec = importlib.util.find_spec('mindspore')
+    if spec is not None and spec.origin is not None:  # not the tests/mindspore folder
+        pytest.skip('MindSpore is installed here')
+    run = subprocess.run([sys.executable, '-m', 'zoo.mindspore', 'export', '--model', 'ghostnet_050'],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and 'Traceback' not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        'error: zoo.mindspore needs MindSpore: pip install -e ".[mindspore]" (MindSpore 2.10, NumPy 1.x)']
