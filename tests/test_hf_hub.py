@@ -78,6 +78,8 @@ def test_save_then_load_through_local_dir_and_hf_hub(family, tmp_path, offline_c
     _cache_repo(f'zoo-test/{name}', folder)
     hub = zoo.create_model(f'hf-hub:zoo-test/{name}', pretrained=True)
     assert _same_weights(model, hub)
+    # straight through timm too: its config.json records the size as [H, W], which every family takes back
+    assert _same_weights(model, timm.create_model(f'hf-hub:zoo-test/{name}', pretrained=True))
     assert zoo.model_info(f'hf-hub:zoo-test/{name}').family == family
 
 
@@ -284,3 +286,11 @@ def test_save_command_line_bad_input(tmp_path, capsys):
                          '--out', str(tmp_path / 'x')]) == 2
     assert 'no checkpoint at' in capsys.readouterr().err
     assert not (tmp_path / 'x').exists()
+
+
+@pytest.mark.parametrize('name', ['vig_ti_224_gelu', 'slab_deit_t', 'slab_swin_t', 'slab_pvt_v2_b0', 'slab_cswin_t'])
+def test_square_families_take_a_square_pair_and_refuse_others(name):
+    pair, single = zoo.create_model(name, img_size=(64, 64)), zoo.create_model(name, img_size=64)
+    assert {k: v.shape for k, v in pair.state_dict().items()} == {k: v.shape for k, v in single.state_dict().items()}
+    with pytest.raises(ValueError, match=r'square size: img_size must be an int or \(S, S\), got \(64, 32\)'):
+        zoo.create_model(name, img_size=(64, 32))

@@ -313,9 +313,6 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Any:
         raise HubError(f'{name} holds {cfg.architecture}, a whole SAM: build it with '
                        f'zoo.create_sam({name!r}, pretrained=True)')
     weights = hub_file(name, WEIGHTS_NAME) if pretrained else None
-    size = cfg.model_args.get('img_size')
-    if 'img_size' not in kwargs and isinstance(size, list) and len(set(size)) == 1:
-        kwargs['img_size'] = size[0]  # timm records (H, W); the zoo's square-only families take one int
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except (RuntimeError, KeyError) as e:

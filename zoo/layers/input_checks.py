@@ -73,3 +73,18 @@ def check_video_input(
     h, w = x.shape[-2:]
     if h < min_size or w < min_size:
         raise ValueError(f'{name} needs frames of at least {min_size}x{min_size}, got {h}x{w}')
+
+
+def square_size(img_size, name: str = 'model') -> int:
+    """``img_size`` as one int, for a family whose tables are laid out for a square grid.
+
+    Takes an int or an (H, W) pair with H == W: timm records a model's size as [H, W] (``model_args`` in a Hub
+    folder's config.json), so ``timm.create_model('hf-hub:...')`` passes the pair back.
+    """
+    if isinstance(img_size, int):
+        return img_size
+    size = tuple(img_size)
+    if len(size) == 2 and size[0] == size[1] and isinstance(size[0], int):
+        return size[0]
+    raise ValueError(f'{name} lays out its tables for a square size: img_size must be an int or (S, S), '
+                     f'got {img_size!r}')

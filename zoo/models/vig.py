@@ -31,7 +31,7 @@ from ..layers.attention_bias import resample_attention_bias
 from ..layers.conv_ffn import ConvFFN
 from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.grapher import Grapher
-from ..layers.input_checks import check_image_input
+from ..layers.input_checks import check_image_input, square_size
 from ..registry import register_model
 from ..state_dicts import unwrap_state_dict
 
@@ -94,7 +94,7 @@ class VisionGNN(nn.Module):
             reductions: Sequence[int] = (1,),
             relative_pos: bool = False,
             stem_down: int = 4,
-            img_size: int = 224,
+            img_size: Union[int, Tuple[int, int]] = 224,
             in_chans: int = 3,
             num_classes: int = 1000,
             global_pool: str = 'avg',
@@ -106,6 +106,7 @@ class VisionGNN(nn.Module):
             drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        img_size = square_size(img_size, type(self).__name__)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.drop_rate = drop_rate

@@ -5,7 +5,7 @@ directly. The four stages are written out by name, the only way TorchScript reac
 Other input sizes: stripe attention pads the map and masks the padding out of the keys; SLA stages attend
 globally over the whole map (at 224 the official stripes of 56 and 28 cover it).
 """
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from ...layers import check_image_input
+from ...layers import check_image_input, square_size
 from ...layers.factory_kwargs import with_factory_kwargs
 from ...layers.linear_attention import resize_token_grid, simplified_linear_attention
 from ...layers.prepbn import fold_affine_after_conv, rep_bn_affine
@@ -224,12 +224,14 @@ class ConvStem(nn.Sequential):
 class SlabCSWinTransformer(NormedStagesMixin, nn.Module):
     """CSWin with PRepBN; ``attn_types`` per stage: ``'L'`` global SLA (+LePE), ``'S'`` cross-shaped stripes."""
 
-    def __init__(self, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000, global_pool: str = 'avg',
+    def __init__(self, img_size: Union[int, Tuple[int, int]] = 224,
+                 in_chans: int = 3, num_classes: int = 1000, global_pool: str = 'avg',
                  embed_dim: int = 64, depths: tuple[int, ...] = (2, 4, 18, 1),
                  num_heads: tuple[int, ...] = (2, 4, 8, 16), split_sizes: tuple[int, ...] = (1, 2, 7, 7), attn_types: str = 'LLSS', mlp_ratio: float = 4.,
                  qkv_bias: bool = True, norm_layer: NormFactory = prepbn(120000), drop_rate: float = 0.,
                  proj_drop_rate: float = 0., attn_drop_rate: float = 0., drop_path_rate: float = 0.):
         super().__init__()
+        img_size = square_size(img_size, type(self).__name__)
         per_stage = dict(depths=depths, num_heads=num_heads, split_sizes=split_sizes)
         wrong = [f'{k} has {len(v)}' for k, v in per_stage.items() if len(v) != _NUM_STAGES]
         if wrong:

@@ -2,7 +2,7 @@
 
 Official layout (xinghaochen/SLAB, ``classification``), so the released checkpoints load directly.
 """
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from ...layers import check_image_input
+from ...layers import check_image_input, square_size
 from ...layers.factory_kwargs import with_factory_kwargs
 from ...layers.linear_attention import resize_token_grid
 from ...layers.prepbn import RepBN
@@ -85,12 +85,14 @@ class SlabVisionTransformer(SlabMixin, nn.Module):
     for the pyramid backbones; with one they are the tokens (B, 1 + H*W, C).
     """
 
-    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
+    def __init__(self, img_size: Union[int, Tuple[int, int]] = 224,
+                 patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
                  global_pool: str = 'token', embed_dim: int = 192, depth: int = 12, num_heads: int = 3,
                  mlp_ratio: float = 4., qkv_bias: bool = True, attn_type: str = 'S',
                  norm_layer: NormFactory = RepBN, drop_rate: float = 0., proj_drop_rate: float = 0.,
                  attn_drop_rate: float = 0., drop_path_rate: float = 0.):
         super().__init__()
+        img_size = square_size(img_size, type(self).__name__)
         if attn_type not in ('S', 'L'):
             raise ValueError(f"attn_type must be 'S' (softmax, class token) or 'L' (linear), got {attn_type!r}")
         self.use_cls_token = attn_type == 'S'

@@ -4,7 +4,7 @@
 Official layout (``patch_embed1``, ``pos_embed1``, ``block1``, ``norm1``...), so the released checkpoints
 load directly. The four stages are written out by name, the only way TorchScript reaches such attributes.
 """
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from ...layers import check_image_input
+from ...layers import check_image_input, square_size
 from ...layers.factory_kwargs import with_factory_kwargs
 from ...layers.linear_attention import resize_token_grid
 from ...layers.prepbn import fold_affine_into_conv, fold_affine_into_linear, rep_bn_affine
@@ -150,7 +150,8 @@ class SlabPyramidTransformer(StagedHeadMixin, nn.Module):
     (overlapping patch embeddings, convolutional MLP, a norm after each stage) with PRepBN and SLA / SRA.
     """
 
-    def __init__(self, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000, global_pool: str = 'avg',
+    def __init__(self, img_size: Union[int, Tuple[int, int]] = 224,
+                 in_chans: int = 3, num_classes: int = 1000, global_pool: str = 'avg',
                  embed_dims: tuple[int, ...] = (64, 128, 320, 512), num_heads: tuple[int, ...] = (1, 2, 5, 8),
                  mlp_ratios: tuple[float, ...] = (8, 8, 4, 4), depths: tuple[int, ...] = (2, 2, 2, 2),
                  sr_ratios: tuple[int, ...] = (8, 4, 2, 1), attn_types: str = 'LLLL', qkv_bias: bool = True,
@@ -158,6 +159,7 @@ class SlabPyramidTransformer(StagedHeadMixin, nn.Module):
                  drop_rate: float = 0., proj_drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.):
         super().__init__()
+        img_size = square_size(img_size, type(self).__name__)
         per_stage = dict(embed_dims=embed_dims, num_heads=num_heads, mlp_ratios=mlp_ratios, depths=depths,
                          sr_ratios=sr_ratios)
         wrong = [f'{k} has {len(v)}' for k, v in per_stage.items() if len(v) != _NUM_STAGES]

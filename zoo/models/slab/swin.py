@@ -5,7 +5,7 @@ Official layout (``layers.<i>.blocks``, the patch merging at the end of ``layers
 checkpoints load directly. Other input sizes: window attention pads the map and masks the padding out of
 the keys; SLA stages attend globally over the whole map (at 224 the official windows of 56 cover it).
 """
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from ...layers import check_image_input
+from ...layers import check_image_input, square_size
 from ...layers.factory_kwargs import with_factory_kwargs
 from ...layers.prepbn import RepBN
 from ...registry import register_model
@@ -205,13 +205,15 @@ class SlabSwinTransformer(NormedStagesMixin, nn.Module):
     stage ``i`` sits at the end of ``layers.i`` (official layout) and runs at the start of the next stage.
     """
 
-    def __init__(self, img_size: int = 224, patch_size: int = 4, in_chans: int = 3, num_classes: int = 1000,
+    def __init__(self, img_size: Union[int, Tuple[int, int]] = 224,
+                 patch_size: int = 4, in_chans: int = 3, num_classes: int = 1000,
                  global_pool: str = 'avg', embed_dim: int = 96, depths: tuple[int, ...] = (2, 2, 6, 2),
                  num_heads: tuple[int, ...] = (3, 6, 12, 24), window_size: int = 7, attn_types: str = 'SSSS',
                  mlp_ratio: float = 4., qkv_bias: bool = True, norm_layer: NormFactory = RepBN,
                  drop_rate: float = 0., proj_drop_rate: float = 0., attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.1):
         super().__init__()
+        img_size = square_size(img_size, type(self).__name__)
         if len(num_heads) != len(depths):
             raise ValueError(f'give one num_heads per stage: {len(depths)} depths, {len(num_heads)} num_heads')
         check_attn_types(attn_types, len(depths))
