@@ -12,7 +12,9 @@ computes something else than the model is worse than none. Files are written und
 output folder and renamed only once checked, so nothing half-written is left.
 
 The same as a function: ``zoo.export(...)`` (the module is callable) or :func:`export_model`. The spatial
-size is fixed at export time (``--img-size``); only the batch can be dynamic.
+size is fixed at export time (``--img-size``); only the batch can be dynamic. TinySAM (``--model tinysam`` or
+``tinysam_w8a8``) is written as two files, an image encoder and a prompt-to-mask decoder with a dynamic number
+of points, as SAM deployments split it (:mod:`zoo.export_sam`).
 """
 from __future__ import annotations
 
@@ -25,13 +27,16 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from .command_line import run_command
 from .registry import create_model, model_info
+
+if TYPE_CHECKING:
+    from .export_sam import SamExportReport
 
 __all__ = ['FORMATS', 'REL_TOLERANCE', 'ExportError', 'OutputCheck', 'ExportReport', 'export_model',
            'example_inputs', 'compare_outputs', 'main']
@@ -258,8 +263,11 @@ def export_model(
         batch_size: int = 1,
         name: Optional[str] = None,
         tolerance: float = REL_TOLERANCE,
-) -> ExportReport:
+) -> Union[ExportReport, 'SamExportReport']:
     """Export a zoo model to ``out`` and check the file against the eager model.
+
+    'tinysam' / 'tinysam_w8a8' (or a built ``TinySam``) give two files and a :class:`zoo.export_sam.SamExportReport`
+    (see :func:`zoo.export_sam.export_sam`: ``out`` a folder or a prefix, ``img_size`` square).
 
     Args:
         model: a zoo model name, or a built model (then ``name`` says which zoo model it is, for its input kind).
@@ -279,6 +287,9 @@ def export_model(
     """
     if format not in FORMATS:
         raise ExportError(f'unknown format {format!r}; choose one of {", ".join(FORMATS)}')
+    if _is_sam(model):
+        return _export_sam(model, out, format, checkpoint, img_size, dynamic_batch, opset, deploy, batch_size,
+                           name, tolerance)
     out = Path(out)
     if not out.parent.is_dir():
         raise ExportError(f'output folder {out.parent} does not exist; create it first or choose another --out')
@@ -298,7 +309,7 @@ def export_model(
     checked_batch = TRACE_BATCH + 1 if dynamic_batch else batch_size
     inputs = example_inputs(model, name, traced_batch, img_size, seed=0)
     check = example_inputs(model, name, checked_batch, img_size, seed=1)
-    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
+    tmp = out.with_name(f'.{out.stem}.{os.getpid()}.tmp{out.suffix}')  # torch.export's loader wants the suffix
     try:
         if format == 'onnx':
             _write_onnx(model, inputs, tmp, dynamic_batch, opset)
@@ -329,10 +340,33 @@ def export_model(
         tmp.unlink(missing_ok=True)
 
 
+def _is_sam(model: Union[str, nn.Module]) -> bool:
+    from .models.tinysam import TinySam
+    from .models.tinysam.build_sam import SAM_MODELS
+    return isinstance(model, TinySam) or (isinstance(model, str) and model in SAM_MODELS)
+
+
+def _export_sam(model, out, format, checkpoint, img_size, dynamic_batch, opset, deploy, batch_size, name,
+                tolerance):
+    """TinySAM as two files, an image encoder and a prompt-to-mask decoder: :func:`zoo.export_sam.export_sam`."""
+    from .export_sam import export_sam
+    if deploy:
+        raise ExportError('TinySAM has no deploy form to re-parameterise (GhostNetV3 and SLAB have one); drop --deploy')
+    size = None
+    if img_size is not None:
+        h, w = (int(s) for s in img_size)
+        if h != w:
+            raise ExportError(f'--img-size {h} {w}: TinySAM takes square inputs (padded to S x S); give S S')
+        size = h
+    return export_sam(model, out, format, checkpoint, size, dynamic_batch, opset, batch_size,
+                      name=name or (model if isinstance(model, str) else 'tinysam'), tolerance=tolerance)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog='python -m zoo.export', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--model', required=True, help='zoo model name (python -m zoo.registry lists them)')
+    p.add_argument('--model', required=True, help='zoo model name (python -m zoo.registry lists them), or tinysam / '
+                                                  'tinysam_w8a8 for an image-encoder and a prompt-decoder file')
     p.add_argument('--checkpoint', type=Path, help='weights to export (default: the random initialisation)')
     p.add_argument('--format', choices=FORMATS, default='onnx')
     p.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'), help='input size (default: the model\'s)')
@@ -340,7 +374,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--batch-size', type=int, default=1, help='fixed batch size without --dynamic-batch')
     p.add_argument('--opset', type=int, help='ONNX opset (default 18)')
     p.add_argument('--deploy', action='store_true', help='re-parameterise first (GhostNetV3, SLAB)')
-    p.add_argument('--out', type=Path, required=True, help='file to write')
+    p.add_argument('--out', type=Path, required=True,
+                   help='file to write; for tinysam / tinysam_w8a8 a folder or a prefix of the encoder and '
+                        'decoder files (PREFIX_encoder.onnx, PREFIX_decoder.onnx)')
     return p.parse_args(argv)
 
 
@@ -359,7 +395,7 @@ class _CallableModule(types.ModuleType):
     """``zoo.export(...)`` is :func:`export_model`: the command line ``python -m zoo.export`` and the function
     share one name, and ``from zoo.export import export_model`` works too."""
 
-    def __call__(self, *args, **kwargs) -> ExportReport:
+    def __call__(self, *args, **kwargs) -> Union[ExportReport, 'SamExportReport']:
         return export_model(*args, **kwargs)
 
 

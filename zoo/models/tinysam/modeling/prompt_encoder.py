@@ -27,16 +27,16 @@ class PositionEmbeddingRandom(nn.Module):
     def forward(self, size: Tuple[int, int]) -> torch.Tensor:
         """Encoding of the pixel centres of an (h, w) grid: (C, h, w)."""
         h, w = size
-        device = self.positional_encoding_gaussian_matrix.device
-        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
-        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+        matrix = self.positional_encoding_gaussian_matrix  # float32, or float64 for rounding checks
+        ys = (torch.arange(h, device=matrix.device, dtype=matrix.dtype) + 0.5) / h
+        xs = (torch.arange(w, device=matrix.device, dtype=matrix.dtype) + 0.5) / w
         grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)], dim=-1)
         return self._encode(grid).permute(2, 0, 1)
 
     def forward_with_coords(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
         """Encoding of (..., 2) pixel coordinates (x, y) in an image of ``image_size`` = (h, w)."""
         scale = coords.new_tensor([image_size[1], image_size[0]])
-        return self._encode((coords / scale).float())
+        return self._encode((coords / scale).to(self.positional_encoding_gaussian_matrix.dtype))
 
 
 class PromptEncoder(nn.Module):
