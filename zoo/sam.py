@@ -92,6 +92,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              '(default: download the release)')
     parser.add_argument('--out', default=None, help='output PNG (default: <image>_masks.png)')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--framework', choices=('torch', 'mindspore'), default='torch',
+                        help='run the network in torch, or in its MindSpore twin built from the same weights '
+                             '([mindspore] extra; CPU, or where MindSpore puts it)')
 
 
 def _with_subcommand(argv: Sequence[str]) -> List[str]:
@@ -129,12 +132,27 @@ def _load_sam(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Tiny
         parser.error(str(e))
 
 
+def _mindspore_sam(parser: argparse.ArgumentParser, model: TinySam, **generator_kwargs):
+    """(predictor, everything-mode generator) running the MindSpore twin of ``model``, same weights."""
+    try:
+        from .mindspore.tinysam import (MindSporeSamMaskGenerator, MindSporeSamPredictor, from_torch_qsam,
+                                        from_torch_sam)
+    except ImportError as e:
+        parser.error(f'--framework mindspore: {e}')
+    if any(key.endswith('.weight_scale') for key in model.state_dict()):
+        twin = from_torch_qsam(model)
+    else:
+        twin = from_torch_sam(model)
+    return MindSporeSamPredictor(twin), MindSporeSamMaskGenerator(twin, **generator_kwargs)
+
+
 def _predict(parser: argparse.ArgumentParser, args: argparse.Namespace, image: np.ndarray) -> List[np.ndarray]:
     h, w = image.shape[:2]
     outside = [f'{x:g},{y:g}' for x, y in args.point if not (0 <= x < w and 0 <= y < h)]
     if outside:
         parser.error(f'--point {outside[0]} lies outside the {w}x{h} image; give X,Y in pixels within it')
-    predictor = SamPredictor(_load_sam(parser, args))
+    model = _load_sam(parser, args)
+    predictor = _mindspore_sam(parser, model)[0] if args.framework == 'mindspore' else SamPredictor(model)
     predictor.set_image(image)
     points = np.array(args.point, dtype=float)
     masks, scores, _ = predictor.predict(points, np.ones(len(points), dtype=int))
@@ -148,8 +166,13 @@ def _everything(parser: argparse.ArgumentParser, args: argparse.Namespace, image
         parser.error(f'--points-per-side {args.points_per_side}: it must be a positive integer (e.g. 32)')
     model = _load_sam(parser, args)
     if args.compile:
+        if args.framework == 'mindspore':
+            parser.error('--compile is torch.compile: drop it with --framework mindspore')
         print(f'compiled the image encoder and the mask decoder in {compile_sam(model):.1f} s')
-    gen = SamMaskGenerator(model, points_per_side=args.points_per_side)
+    if args.framework == 'mindspore':
+        gen = _mindspore_sam(parser, model, points_per_side=args.points_per_side)[1]
+    else:
+        gen = SamMaskGenerator(model, points_per_side=args.points_per_side)
     anns = gen.generate(image) if args.grid else gen.hierarchical_generate(image)
     print(f"{len(anns)} masks from {gen.stats['prompts']} prompts ({gen.stats['first_pass']} + "
           f"{gen.stats['second_pass']}) in {gen.stats['seconds']:.2f} s")

@@ -312,3 +312,26 @@ def test_w8a8_conversion_errors(pair, quantized_pair):
         from_torch_qsam(pair[0])
     with pytest.raises(ValueError, match='Q-TinySAM'):
         from_torch_sam(quantized_pair[0])
+
+
+def test_sam_command_line_runs_the_twin(pair, image, tmp_path, monkeypatch):
+    """``python -m zoo.sam predict --framework mindspore`` draws the same mask as the torch framework from the
+    same weights (the model is the small O(1) TinySAM here; the command builds the twin from it)."""
+    from PIL import Image
+
+    import zoo.sam as sam_command
+    sam, _ = pair
+    monkeypatch.setattr(sam_command, 'create_sam', lambda *args, **kwargs: sam)
+    encoded_by = []  # which predictor encodes the image: the twin's must, with --framework mindspore
+    for cls in (SamPredictor, MindSporeSamPredictor):
+        monkeypatch.setattr(cls, 'set_torch_image', (lambda f, c: lambda self, *a: (encoded_by.append(c), f(self, *a)))(
+            cls.set_torch_image, cls.__name__))
+    Image.fromarray(image).save(tmp_path / 'image.png')
+    drawn = {}
+    for framework in ('torch', 'mindspore'):
+        out = tmp_path / f'{framework}.png'
+        assert sam_command.main(['predict', '--image', str(tmp_path / 'image.png'), '--point', '30,20',
+                                 '--framework', framework, '--out', str(out)]) == 0
+        drawn[framework] = np.asarray(Image.open(out))
+    assert encoded_by == ['SamPredictor', 'MindSporeSamPredictor']
+    assert np.array_equal(drawn['torch'], drawn['mindspore'])
