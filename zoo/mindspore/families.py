@@ -4,7 +4,18 @@ Add one line here when you add a family module.
 """
 import importlib
 
-_FAMILIES = ('ghostnet', 'hiremlp', 'pyramid_tnt', 'slab', 'tnt', 'vig', 'wavemlp')  # module names under zoo.mindspore
+_FAMILIES = (  # module names under zoo.mindspore, one per line
+    'cgrseg',
+    'ghostnet',
+    'hiremlp',
+    'pyramid_tnt',
+    'slab',
+    'squeezetime',
+    'tinysam',
+    'tnt',
+    'vig',
+    'wavemlp',
+)
 
 for _family in _FAMILIES:
     importlib.import_module(f'{__package__}.{_family}')
