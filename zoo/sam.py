@@ -135,14 +135,11 @@ def _load_sam(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Tiny
 def _mindspore_sam(parser: argparse.ArgumentParser, model: TinySam, **generator_kwargs):
     """(predictor, everything-mode generator) running the MindSpore twin of ``model``, same weights."""
     try:
-        from .mindspore.tinysam import (MindSporeSamMaskGenerator, MindSporeSamPredictor, from_torch_qsam,
-                                        from_torch_sam)
+        from .mindspore import from_torch
+        from .mindspore.tinysam import MindSporeSamMaskGenerator, MindSporeSamPredictor
     except ImportError as e:
         parser.error(f'--framework mindspore: {e}')
-    if any(key.endswith('.weight_scale') for key in model.state_dict()):
-        twin = from_torch_qsam(model)
-    else:
-        twin = from_torch_sam(model)
+    twin = from_torch(model)
     return MindSporeSamPredictor(twin), MindSporeSamMaskGenerator(twin, **generator_kwargs)
 
 

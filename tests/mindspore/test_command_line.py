@@ -85,3 +85,21 @@ def test_benchmark_command(capsys):
                  '--mode', 'pynative']) == 0
     out = capsys.readouterr().out
     assert 'torch' in out and "x torch's time" in out
+
+
+def test_video_parity_command(capsys):
+    """A video model reads clips (N, C, T, H, W); --num-frames sets the clip length of both models."""
+    assert main(['parity', '--model', 'squeezetime_k400', '--img-size', '32', '32', '--num-frames', '4']) == 0
+    out = capsys.readouterr().out
+    assert '4x32x32 clip' in out and 'clip logits' in out and 'stage 4' in out and 'top-5 agree: yes' in out
+
+
+def test_clip_errors(tmp_path, capsys):
+    err = _error(['parity', '--model', 'squeezetime_k400', '--img-size', '16', '16', '--num-frames', '4'], capsys)
+    assert 'squeezetime_k400 cannot take a 4x16x16 clip' in err and 'at least 29x29' in err
+    err = _error(['export', '--model', 'squeezetime_k400', '--num-frames', '0', '--out', str(tmp_path / 'x.ckpt')],
+                 capsys)
+    assert '--num-frames must be at least 1' in err
+    err = _error(['export', '--model', NAME, '--num-frames', '4', '--out', str(tmp_path / 'x.ckpt')], capsys)
+    assert '--num-frames applies to video models only' in err and 'classification' in err
+    assert not list(tmp_path.iterdir())

@@ -335,3 +335,16 @@ def test_sam_command_line_runs_the_twin(pair, image, tmp_path, monkeypatch):
         drawn[framework] = np.asarray(Image.open(out))
     assert encoded_by == ['SamPredictor', 'MindSporeSamPredictor']
     assert np.array_equal(drawn['torch'], drawn['mindspore'])
+
+
+def test_public_api_takes_the_whole_sam(pair):
+    """``zoo.mindspore.from_torch`` takes the object ``zoo.create_sam`` returns; ``create_model('tinysam')`` builds
+    the whole SAM; Q-TinySAM by name is refused with the way to build it."""
+    import zoo.mindspore
+    from zoo.mindspore.tinysam import TinySam
+    sam, _ = pair
+    twin = zoo.mindspore.from_torch(sam)
+    assert isinstance(twin, TinySam) and twin.img_size == sam.image_encoder.img_size
+    assert isinstance(zoo.mindspore.create_model('tinysam', img_size=64), TinySam)
+    with pytest.raises(ValueError, match='from_torch'):
+        zoo.mindspore.create_model('tinysam_w8a8')

@@ -28,7 +28,14 @@ def list_models() -> list[str]:
 
 def create_model(name: str, **kwargs: Any) -> nn.Cell:
     """The MindSpore twin of zoo model ``name`` (random weights, inference mode); ``kwargs`` as for the torch
-    model where they apply (``num_classes``, ``in_chans``, ``deploy``, ...)."""
+    model where they apply (``num_classes``, ``in_chans``, ``deploy``, ...). ``'tinysam'`` is the whole SAM
+    (``img_size``); Q-TinySAM's twin needs its calibrated layers: build it with :func:`from_torch`."""
+    if name == 'tinysam':
+        from .tinysam import build_tinysam
+        return build_tinysam(**kwargs)
+    if name == 'tinysam_w8a8':
+        raise ValueError("the Q-TinySAM twin takes its quantised layers from the torch model: "
+                         "zoo.mindspore.from_torch(zoo.create_sam('tinysam_w8a8', checkpoint=...))")
     cell = twin_builder(name)(name, **kwargs)
     cell.set_train(False)
     return cell
@@ -52,7 +59,13 @@ def _default_kwargs(model: torch.nn.Module) -> dict:
 
 
 def from_torch(model: torch.nn.Module) -> nn.Cell:
-    """The MindSpore twin of a zoo torch model, holding its weights, in inference mode."""
+    """The MindSpore twin of a zoo torch model, holding its weights, in inference mode; also of the whole SAM
+    ``zoo.create_sam('tinysam' | 'tinysam_w8a8')`` returns."""
+    from ..models.tinysam import TinySam as TorchTinySam
+    if isinstance(model, TorchTinySam):
+        from .tinysam import from_torch_qsam, from_torch_sam
+        quantized = any(key.endswith('.weight_scale') for key in model.state_dict())
+        return from_torch_qsam(model) if quantized else from_torch_sam(model)
     name = model_name_of(model)
     reader = kwargs_reader(name) or _default_kwargs
     cell = create_model(name, **reader(model))
@@ -117,8 +130,8 @@ def _torch_keys(name: str) -> tuple[str, ...]:
 
     from .. import create_model as create_torch_model
     model = create_torch_model(name)
-    keys = list(model.state_dict())
-    return tuple(dict.fromkeys(keys + list(reparameterize_model(model).state_dict())))
+    keys = list(model.state_dict()) + list(reparameterize_model(model).state_dict())
+    return tuple(dict.fromkeys(keys))
 
 
 def convert_state_dict(state_dict: Mapping[str, Any], name: str) -> dict[str, ms.Parameter]:

@@ -1,9 +1,17 @@
 """``python -m zoo.mindspore``: export torch weights to MindSpore, import them back, check parity.
 
     export --model NAME [--checkpoint PT] --out F.ckpt [--format ckpt|mindir] [--layout zoo|official]
+           [--img-size H W] [--num-frames T]
     import F.ckpt --model NAME --out F.pth [--layout zoo|official]
-    parity --model NAME | --all [--img-size H W] [--mode pynative|graph] [--device CPU|GPU|Ascend] [--checkpoint PT]
-    benchmark --model NAME [--batch-size N] [--img-size H W] [--mode graph|pynative] [--device ...] [--iters N]
+    parity --model NAME | --all [--img-size H W] [--num-frames T] [--mode pynative|graph] [--device CPU|GPU|Ascend]
+           [--checkpoint PT]
+    benchmark --model NAME [--batch-size N] [--img-size H W] [--num-frames T] [--mode graph|pynative] [--device ...]
+              [--iters N]
+
+Every model with a twin is taken: classifiers and SAM image encoders read image batches (N, C, H, W), CGRSeg
+(segmentation) too, with H and W multiples of 32; video models (SqueezeTime) read clips (N, C, T, H, W), T from
+``--num-frames`` (default: the model's own clip length). The input size defaults to the model's pretrained
+configuration (``parity --all``: its contract size, the small size the tests use).
 
 User errors are one line on stderr and exit status 2 (:func:`zoo.command_line.run_command`); ``parity`` exits 1
 when a model's relative difference reaches the tolerance.
@@ -23,6 +31,7 @@ from . import api
 from .checkpoints import (atomic_path, read_mindspore_checkpoint, timm_cfg, torch_model_from_checkpoint,
                           torch_model_from_state_dict, write_mindspore_checkpoint)
 from .layouts import LAYOUTS, from_layout, to_layout
+from ..random_statistics import gather_batchnorm_statistics as gather_statistics
 from .parity import TOLERANCE, compare, execution_mode, gather_batchnorm_statistics
 from .registry import twin_builder
 
@@ -35,27 +44,86 @@ def _twin_name(name: str) -> str:
     return name
 
 
-def _hw(name: str, img_size: Optional[Sequence[int]]) -> tuple[int, int]:
+def _is_video(name: str) -> bool:
+    return zoo.model_info(name).task == 'video'
+
+
+def _hw(name: str, img_size: Optional[Sequence[int]], contract: bool = False) -> tuple[int, int]:
+    """(H, W): ``--img-size``, else the contract size (``contract``) or the pretrained configuration's."""
     if img_size:
         return int(img_size[0]), int(img_size[1])
+    if contract:
+        return tuple(zoo.model_info(name).contract_input_size[-2:])
     return tuple(timm_cfg(name).get('input_size', (3, 224, 224))[1:])
 
 
-def _torch_model(name: str, checkpoint: Optional[str], hw: tuple[int, int]) -> torch.nn.Module:
-    """The checkpoint's model, or seeded random weights with BatchNorm statistics gathered at ``hw`` (so that
-    outputs stay O(1) and the comparison means something)."""
+def _check_num_frames(name: str, num_frames: Optional[int]) -> None:
+    if num_frames is not None and not _is_video(name):
+        raise ValueError(f'--num-frames applies to video models only; {name} is a '
+                         f'{zoo.model_info(name).task} model (drop --num-frames)')
+    if num_frames is not None and num_frames < 1:
+        raise ValueError(f'--num-frames must be at least 1, got {num_frames}')
+
+
+def _model_kwargs(name: str, num_frames: Optional[int], contract: bool = False) -> dict:
+    """Constructor arguments beyond the defaults: a video model's clip length (``--num-frames``, or the
+    contract's with ``contract``)."""
+    if not _is_video(name):
+        return {}
+    if num_frames is None and contract:
+        num_frames = zoo.model_info(name).contract_input_size[1]
+    return {} if num_frames is None else {'num_frames': num_frames}
+
+
+def _input_shape(model: torch.nn.Module, name: str, hw: tuple[int, int], batch: int) -> tuple[int, ...]:
+    """(batch, C, H, W) for an image model, (batch, C, T, H, W) for a video model (T: its clip length)."""
+    in_chans = getattr(model, 'in_chans', 3)
+    if _is_video(name):
+        return (batch, in_chans, model.num_frames, *hw)
+    return (batch, in_chans, *hw)
+
+
+def _describe(shape: Sequence[int], name: str) -> str:
+    size = 'x'.join(str(s) for s in shape[2:])
+    return f'{size} clip' if _is_video(name) else f'{size} input'
+
+
+def _torch_model(name: str, checkpoint: Optional[str], hw: tuple[int, int], **kwargs) -> torch.nn.Module:
+    """The checkpoint's model, or seeded random weights (``kwargs`` to the constructor) with BatchNorm statistics
+    gathered on random inputs of size ``hw`` (so that outputs stay O(1) and the comparison means something)."""
     if checkpoint:
         return torch_model_from_checkpoint(name, checkpoint)
     torch.manual_seed(0)
-    model = zoo.create_model(name)
+    model = zoo.create_model(name, **kwargs)
     try:
+        if _is_video(name):
+            # two batches of eight clips; the late stages of a small clip are 1x1, where a few clips give
+            # variances near 0 that blow float rounding up, so variances are floored at 1 (as the video tests do)
+            generator = torch.Generator().manual_seed(0)
+            shape = _input_shape(model, name, hw, 8)
+            gather_statistics(model, lambda: torch.randn(*shape, generator=generator), 2)
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.running_var.clamp_(min=1.0)
+            return model
         return gather_batchnorm_statistics(model, hw, in_chans=getattr(model, 'in_chans', 3))
     except (ValueError, RuntimeError) as e:
-        raise _input_error(name, hw, e) from None
+        raise _input_error(name, _input_shape(model, name, hw, 1), e) from None
 
 
-def _input_error(name: str, hw: tuple[int, int], error: Exception) -> ValueError:
-    return ValueError(f'{name} cannot take a {hw[0]}x{hw[1]} input: {str(error).splitlines()[0]}')
+def _input_error(name: str, shape: Sequence[int], error: Exception) -> ValueError:
+    return ValueError(f'{name} cannot take a {_describe(shape, name)}: {str(error).splitlines()[0]}')
+
+
+def _checked_input(model: torch.nn.Module, name: str, hw: tuple[int, int], batch: int) -> np.ndarray:
+    """A seeded standard-normal input of the model's kind, after checking that the torch model takes it."""
+    x = np.random.default_rng(0).standard_normal(_input_shape(model, name, hw, batch)).astype(np.float32)
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(x[:1]))
+    except (ValueError, RuntimeError) as e:
+        raise _input_error(name, x.shape, e) from None
+    return x
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -65,11 +133,12 @@ def _export(args: argparse.Namespace) -> int:
     if args.format == 'mindir' and args.layout != 'zoo':
         raise ValueError('--layout applies to --format ckpt only (a MindIR graph has no parameter layout)')
     to_layout({}, name, args.layout)  # refuses a layout the family has not, before any work
-    model = _torch_model(name, args.checkpoint, _hw(name, args.img_size))
+    _check_num_frames(name, args.num_frames)
+    hw = _hw(name, args.img_size)
+    model = _torch_model(name, args.checkpoint, hw, **_model_kwargs(name, args.num_frames))
     cell = api.from_torch(model)
     if args.format == 'mindir':
-        h, w = _hw(name, args.img_size)
-        x = ms.Tensor(np.zeros((1, model.in_chans if hasattr(model, 'in_chans') else 3, h, w), np.float32))
+        x = ms.Tensor(np.zeros_like(_checked_input(model, name, hw, 1)))
         with atomic_path(out, suffix='.mindir') as tmp:
             ms.export(cell, x, file_name=str(tmp), file_format='MINDIR')
     else:
@@ -103,20 +172,17 @@ def _parity(args: argparse.Namespace) -> int:
     names = api.list_models() if args.all else [_twin_name(args.model)]
     if args.all and args.checkpoint:
         raise ValueError('--checkpoint holds one model\'s weights: use it with --model, not --all')
+    if not args.all:
+        _check_num_frames(names[0], args.num_frames)
     failed = []
     for name in names:
-        hw = _hw(name, args.img_size) if (args.img_size or not args.all) else \
-            tuple(zoo.model_info(name).contract_input_size[1:])
-        model = _torch_model(name, args.checkpoint, hw)
-        x = np.random.default_rng(0).standard_normal((2, getattr(model, 'in_chans', 3), *hw)).astype(np.float32)
-        try:
-            with torch.no_grad():
-                model(torch.from_numpy(x))
-        except (ValueError, RuntimeError) as e:
-            raise _input_error(name, hw, e) from None
+        num_frames = args.num_frames if _is_video(name) else None  # with --all, --num-frames is for the video ones
+        hw = _hw(name, args.img_size, contract=args.all)
+        model = _torch_model(name, args.checkpoint, hw, **_model_kwargs(name, num_frames, contract=args.all))
+        x = _checked_input(model, name, hw, 2)
         with execution_mode(args.mode, args.device):
             report = compare(model, api.from_torch(model), x)
-        print(f'{name} ({args.mode}, {args.device or "default device"}, input {hw[0]}x{hw[1]})')
+        print(f'{name} ({args.mode}, {args.device or "default device"}, {_describe(x.shape, name)})')
         print(report.format())
         if not (report.passed() and report.top5_agree):
             failed.append(name)
@@ -131,12 +197,12 @@ def _benchmark(args: argparse.Namespace) -> int:
     name = _twin_name(args.model)
     if args.batch_size < 1 or args.iters < 1:
         raise ValueError('--batch-size and --iters must be at least 1')
+    _check_num_frames(name, args.num_frames)
     hw = _hw(name, args.img_size)
-    model = _torch_model(name, None, hw)
-    x = np.random.default_rng(0).standard_normal((args.batch_size, getattr(model, 'in_chans', 3), *hw))
+    model = _torch_model(name, None, hw, **_model_kwargs(name, args.num_frames))
+    x = _checked_input(model, name, hw, args.batch_size)
     with execution_mode(args.mode, args.device):
-        torch_time, ms_time = compare_throughput(model, api.from_torch(model), x.astype(np.float32),
-                                                 iters=args.iters)
+        torch_time, ms_time = compare_throughput(model, api.from_torch(model), x, iters=args.iters)
     print(f'{name}, batch {args.batch_size} x {hw[0]}x{hw[1]}, torch {torch.get_num_threads()} threads, '
           f'MindSpore {args.mode} on {args.device or "the default device"}')
     print(f'torch      {torch_time.median_s * 1e3:9.1f} ms  {torch_time.images_per_s:8.1f} img/s')
@@ -155,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--format', choices=('ckpt', 'mindir'), default='ckpt')
     p.add_argument('--layout', choices=LAYOUTS, default='zoo')
     p.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'), help='MindIR input size')
+    p.add_argument('--num-frames', type=int, metavar='T', help='clip length of a video model')
     p.set_defaults(run=_export)
     p = sub.add_parser('import', help='turn a MindSpore checkpoint back into a torch state dict (.pth)')
     p.add_argument('checkpoint')
@@ -166,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--model')
     p.add_argument('--all', action='store_true', help='every model with a twin (at its contract input size)')
     p.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'))
+    p.add_argument('--num-frames', type=int, metavar='T', help='clip length of a video model')
     p.add_argument('--mode', choices=('pynative', 'graph'), default='pynative')
     p.add_argument('--device', choices=('CPU', 'GPU', 'Ascend'))
     p.add_argument('--checkpoint', help='torch checkpoint (default: seeded random weights)')
@@ -174,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--model', required=True)
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'))
+    p.add_argument('--num-frames', type=int, metavar='T', help='clip length of a video model')
     p.add_argument('--mode', choices=('pynative', 'graph'), default='graph')
     p.add_argument('--device', choices=('CPU', 'GPU', 'Ascend'))
     p.add_argument('--iters', type=int, default=5)

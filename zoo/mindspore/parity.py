@@ -2,25 +2,36 @@
 
 Relative difference is ``max |torch - mindspore| / max |torch|`` per output, so it reads the same for logits
 and for stage features of any scale; the check passes below :data:`TOLERANCE`.
+
+What is compared follows the model's task (``zoo.model_info(name).task``): the logits of a classifier (and
+whether the top-5 classes agree), the logit map of a segmenter (and the share of pixels whose arg-max class
+agrees, reported but not required: a pixel whose two best classes tie to 1e-6 may flip), the clip logits of a
+video model (top-5 as for images), the image embedding of a SAM image encoder; plus, where both models offer
+``forward_intermediates``, each stage's output.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import mindspore as ms
 import numpy as np
 import torch
 from mindspore import nn
 
+import zoo
 from ..random_statistics import gather_batchnorm_statistics as gather_statistics
 
-__all__ = ['TOLERANCE', 'Difference', 'ParityReport', 'compare', 'execution_mode', 'gather_batchnorm_statistics']
+__all__ = ['TOLERANCE', 'OUTPUT_LABELS', 'Difference', 'ParityReport', 'compare', 'model_task', 'execution_mode',
+           'gather_batchnorm_statistics']
 
 #: The largest relative difference the parity check accepts (exclusive).
 TOLERANCE = 1e-4
 _MODES = {'pynative': ms.PYNATIVE_MODE, 'graph': ms.GRAPH_MODE}
+#: The label of the main output per task (``zoo.model_info(name).task``); other tasks read ``output``.
+OUTPUT_LABELS = {'classification': 'logits', 'segmentation': 'logit map', 'video': 'clip logits',
+                 'sam': 'embedding'}
 
 
 @dataclass(frozen=True)
@@ -36,9 +47,13 @@ class Difference:
 
 @dataclass
 class ParityReport:
-    """Differences of the logits and each stage, and whether the top-5 classes agree for every sample."""
+    """Differences of the main output (``differences[0]``) and each stage; whether the top-5 classes agree for
+    every sample (logits of shape (N, classes); True where it does not apply); for a logit map (N, classes, H, W)
+    the share of pixels whose arg-max class agrees (None otherwise)."""
     differences: list[Difference] = field(default_factory=list)
     top5_agree: bool = True
+    task: str = 'classification'
+    argmax_agreement: Optional[float] = None
 
     @property
     def worst_rel(self) -> float:
@@ -48,9 +63,13 @@ class ParityReport:
         return self.worst_rel < tolerance
 
     def format(self) -> str:
-        lines = [f'{"output":<10} {"shape":<22} {"max abs":>10} {"max rel":>10}']
-        lines += [f'{d.label:<10} {str(d.shape):<22} {d.max_abs:10.3e} {d.max_rel:10.3e}' for d in self.differences]
-        lines.append(f'top-5 agree: {"yes" if self.top5_agree else "NO"}; worst relative difference '
+        lines = [f'{"output":<11} {"shape":<22} {"max abs":>10} {"max rel":>10}']
+        lines += [f'{d.label:<11} {str(d.shape):<22} {d.max_abs:10.3e} {d.max_rel:10.3e}' for d in self.differences]
+        if self.argmax_agreement is not None:
+            agreement = f'per-pixel arg-max agree: {100 * self.argmax_agreement:.2f}%'
+        else:
+            agreement = f'top-5 agree: {"yes" if self.top5_agree else "NO"}'
+        lines.append(f'{agreement}; worst relative difference '
                      f'{self.worst_rel:.3e} ({"pass" if self.passed() else "FAIL"}, tolerance {TOLERANCE:g})')
         return '\n'.join(lines)
 
@@ -81,7 +100,7 @@ def gather_batchnorm_statistics(model: torch.nn.Module, hw: tuple[int, int], in_
 
 
 class _WithIntermediates(nn.Cell):
-    """Logits and stage outputs in one ``construct``, so GRAPH mode compiles both in one graph."""
+    """The output and the stage outputs in one ``construct``, so GRAPH mode compiles both in one graph."""
 
     def __init__(self, cell: nn.Cell):
         super().__init__()
@@ -105,10 +124,32 @@ def _top5(logits: np.ndarray) -> np.ndarray:
     return np.sort(np.argsort(-logits, axis=-1)[:, :k], axis=-1)
 
 
+def model_task(torch_model: torch.nn.Module) -> str:
+    """The zoo task of a torch model built by name (``classification``, ``segmentation``, ``video``, ``sam``);
+    ``output`` for a module that is no registered zoo model (e.g. a part of one)."""
+    name = (getattr(torch_model, 'pretrained_cfg', None) or {}).get('architecture')
+    try:
+        return zoo.model_info(name).task if name else 'output'
+    except (KeyError, ValueError):
+        return 'output'
+
+
+def _argmax_agreement(expected: np.ndarray, actual: np.ndarray) -> float:
+    return float((expected.argmax(axis=1) == actual.argmax(axis=1)).mean())
+
+
 def compare(torch_model: torch.nn.Module, cell: nn.Cell, x: 'np.ndarray | torch.Tensor',
-            intermediates: bool = True) -> ParityReport:
-    """Feed ``x`` (N, C, H, W) to both models (in the current MindSpore mode) and compare logits and, with
-    ``intermediates``, each stage's output (torch's ``forward_intermediates(x, intermediates_only=True)``)."""
+            intermediates: bool = True, task: Optional[str] = None) -> ParityReport:
+    """Feed ``x`` (an image batch (N, C, H, W) or a clip batch (N, C, T, H, W)) to both models (in the current
+    MindSpore mode) and compare the main output and, with ``intermediates`` where both models have
+    ``forward_intermediates``, each stage's output (torch's ``forward_intermediates(x, intermediates_only=True)``).
+
+    ``task`` (default: the torch model's zoo task, :func:`model_task`) names the output and picks the agreement
+    check: top-5 classes for (N, classes) logits, per-pixel arg-max for a (N, classes, H, W) logit map.
+    """
+    task = task or model_task(torch_model)
+    intermediates = intermediates and hasattr(torch_model, 'forward_intermediates') \
+        and hasattr(cell, 'forward_intermediates')
     x_np = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float32)
     x_torch = torch.from_numpy(np.ascontiguousarray(x_np))
     with torch.no_grad():
@@ -121,12 +162,14 @@ def compare(torch_model: torch.nn.Module, cell: nn.Cell, x: 'np.ndarray | torch.
         ms_logits, ms_stages = _WithIntermediates(cell)(x_ms)
     else:
         ms_logits, ms_stages = cell(x_ms), ()
-    report = ParityReport()
-    report.differences.append(_difference('logits', torch_logits, ms_logits.asnumpy()))
+    report = ParityReport(task=task)
+    report.differences.append(_difference(OUTPUT_LABELS.get(task, 'output'), torch_logits, ms_logits.asnumpy()))
     if len(torch_stages) != len(ms_stages):
         raise ValueError(f'torch gives {len(torch_stages)} stage outputs, MindSpore {len(ms_stages)}')
     for i, (t, m) in enumerate(zip(torch_stages, ms_stages)):
         report.differences.append(_difference(f'stage {i}', t.numpy(), m.asnumpy()))
-    if torch_logits.ndim == 2:
+    if torch_logits.ndim == 2 and task in ('classification', 'video', 'output'):
         report.top5_agree = bool((_top5(torch_logits) == _top5(ms_logits.asnumpy())).all())
+    elif task == 'segmentation' and torch_logits.ndim == 4:
+        report.argmax_agreement = _argmax_agreement(torch_logits, ms_logits.asnumpy())
     return report
