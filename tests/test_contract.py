@@ -231,6 +231,17 @@ def test_grad_checkpointing_keeps_outputs_and_gradients(name, built, task):
 
 
 @torch.no_grad()
+def test_timm_reparameterize_model_runs(name, built, task):
+    """timm's ``reparameterize_model`` (what its validate / benchmark scripts call) calls every ``fuse()`` /
+    ``reparameterize()`` it finds: it must build the deploy form, where a model has one, and touch nothing else.
+    The deploy forms' numbers are the family tests' (GhostNetV3, SLAB)."""
+    model = copy.deepcopy(built).eval()
+    x = task.make_input(name)
+    fused = timm.models.reparameterize_model(model)
+    _assert_shapes(task, fused, x, task.outputs(fused, x), name)
+
+
+@torch.no_grad()
 def test_checkpoint_round_trip_through_pretrained_loading(name, built, task, tmp_path):
     model = built.eval()
     path = tmp_path / 'checkpoint.pth'

@@ -269,7 +269,7 @@ class CGRSegHead(nn.Module):
             nn.init.normal_(self.conv_seg.weight, std=0.01)
             nn.init.zeros_(self.conv_seg.bias)
 
-    def fuse(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    def fuse_levels(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Stride-8 features fused from the stride-8/16/32 inputs and the pyramid context."""
         context = self.trans(pyramid_pool_concat(features)).split(self.in_channels, dim=1)
         x = None
@@ -285,7 +285,7 @@ class CGRSegHead(nn.Module):
         return self.conv_seg(self.dropout(x))
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = self.fuse(features)
+        x = self.fuse_levels(features)
         if self.conv_seg is None:
             return x
         coarse = self.classify(self.linear_fuse(x))
@@ -365,7 +365,7 @@ class CGRSeg(nn.Module):
         """Per-class logits at stride 8 (``pre_logits``: the head's fused stride-8 features)."""
         selected = [features[i] for i in self.in_index]
         if pre_logits:
-            return self.decode_head.fuse(selected)
+            return self.decode_head.fuse_levels(selected)
         return self.decode_head(selected)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
