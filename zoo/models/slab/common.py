@@ -91,6 +91,25 @@ def init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+#: in a run shorter than the PRepBN schedule, the share of the run by which the LayerNorm -> RepBN blend ends
+SHORT_RUN_BLEND_END = 0.8
+
+
+def short_run_norm_step(model: nn.Module, step: int, total_steps: int) -> int:
+    """The PRepBN schedule step for global step ``step`` of a ``total_steps`` run: ``step`` itself when the
+    run covers the schedule (or its length is unknown), else ``step`` stretched so the schedule ends at
+    :data:`SHORT_RUN_BLEND_END` of the run."""
+    length = getattr(model, '_prepbn_schedule_steps', None)
+    if length is None:  # constant: read the buffers once, not at every step (no host sync per step)
+        length = max((m.warmup_steps + int(m.total_step) for m in model.modules() if isinstance(m, PRepBN)),
+                     default=0)
+        model._prepbn_schedule_steps = length
+    if total_steps <= 0 or length <= total_steps:
+        return step
+    end = max(int(total_steps * SHORT_RUN_BLEND_END), 1)
+    return min(step * length // end, length)
+
+
 class SlabMixin:
     """Norm schedule and deploy form, shared by the four backbones."""
 
@@ -99,8 +118,14 @@ class SlabMixin:
         set_norm_progress(self, step)
 
     def on_train_step(self, step: int, total_steps: int) -> None:
-        """Per-step hook of the training engine (``zoo.train.hooks``): the blend follows the global step."""
-        self.set_norm_progress(step)
+        """Per-step hook of the training engine (``zoo.train.hooks``): the blend follows the global step.
+
+        A run of at least the official schedule's length (warm-up plus blend, e.g. 300k steps) follows it step
+        for step. A shorter run would train almost pure LayerNorm and then be scored with RepBN alone (eval
+        mode), so there the schedule is compressed to end at :data:`SHORT_RUN_BLEND_END` of the run, the share
+        the blend takes in the official PVT recipe (300k of about 375k steps: 300 epochs at batch 1024). Only
+        training-mode outputs depend on this; eval mode is RepBN alone either way."""
+        self.set_norm_progress(short_run_norm_step(self, step, total_steps))
 
     @torch.no_grad()
     def fuse(self) -> 'SlabMixin':
