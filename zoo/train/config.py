@@ -65,6 +65,8 @@ class TrainConfig:
     opt: str = 'adamw'
     lr: float = 3e-3
     weight_decay: float = 0.05
+    layer_decay: Optional[float] = None  # layer-wise lr decay (fine-tuning; FastMIM's recipe: 0.7-0.8); None: off
+    layer_decay_min_scale: float = 0.  # floor of the layer-wise lr scale (timm's min_scale)
     momentum: float = 0.9
     sched: str = 'cosine'  # 'cosine', 'step', 'multistep', ... (timm scheduler names)
     sched_on_updates: bool = True
@@ -291,7 +293,9 @@ _INF = math.inf
 #: numeric options and their allowed ranges (low, high, low included, high included); None values are skipped
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     'lr': (0, _INF, False, False), 'min_lr': (0, _INF, True, False), 'warmup_lr': (0, _INF, True, False),
-    'weight_decay': (0, _INF, True, False), 'momentum': (0, 1, True, True), 'decay_rate': (0, _INF, False, False),
+    'weight_decay': (0, _INF, True, False), 'layer_decay': (0, 1, False, True),
+    'layer_decay_min_scale': (0, 1, True, True), 'momentum': (0, 1, True, True),
+    'decay_rate': (0, _INF, False, False),
     'decay_epochs': (0, _INF, False, False), 'warmup_epochs': (0, _INF, True, False),
     'clip_grad': (0, _INF, False, False), 'model_ema_decay': (0, 1, False, True),
     'img_size': (1, _INF, True, False), 'teacher_img_size': (1, _INF, True, False),

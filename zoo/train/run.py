@@ -32,6 +32,7 @@ from .engine import StepState, train_one_epoch, validate, validate_losses
 from .hooks import StepHook, collect_step_hooks
 from .metrics import write_metrics
 from .networks import create_student, create_teacher, read_state_dict
+from .param_groups import optimizer_params
 from .paradigm import Paradigm, get_paradigm
 from .plotting import plot_history
 from .rundir import RunLock, prepare_output, resolve_output, write_config
@@ -233,7 +234,8 @@ def _build(cfg: TrainConfig, info: DistInfo, paradigm: Paradigm, extra_hooks: tu
         net.to(memory_format=torch.channels_last)
         if teacher is not None:
             teacher.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer_v2(net, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
+    params = optimizer_params(net, cfg.weight_decay, cfg.layer_decay, cfg.layer_decay_min_scale)
+    optimizer = create_optimizer_v2(params, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     momentum=cfg.momentum)
     steps_per_epoch = len(train_loader) if not cfg.max_steps_per_epoch else min(
         len(train_loader), cfg.max_steps_per_epoch * cfg.accum_steps)
