@@ -27,7 +27,7 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -251,6 +251,32 @@ def _float32_noise(model: nn.Module, inputs: tuple[torch.Tensor, ...], reference
     return max(c.max_rel for c in compare_outputs(exact, reference))
 
 
+def check_file(graph_name: str, format: str, run: Callable, path: Path, reference: nn.Module, inputs: tuple,
+               report_path: Path, traced_shape: tuple, checked_batch: int, tolerance: float,
+               names: Optional[Sequence[str]] = None) -> ExportReport:
+    """Run the written file ``path`` on ``inputs`` with ``run`` and compare it with ``reference``: an
+    :class:`ExportError` (nothing kept) when it does not run, or when it differs by more than ``tolerance``
+    relative and more than twice the eager model's own float32 error (a file cannot agree with eager float32
+    better than eager float32 agrees with float64)."""
+    try:
+        got = run(path, inputs)
+    except Exception as e:  # onnxruntime's own error types: a file that does not run is a failed export
+        message = ' '.join(str(e).split())[:300]
+        raise ExportError(f'the {format} file of {graph_name} does not run at input {tuple(inputs[0].shape)}: '
+                          f'{message}; no file written') from e
+    with torch.no_grad():
+        ref = reference(*inputs)
+    report = ExportReport(report_path, format, traced_shape, checked_batch, compare_outputs(ref, got, names))
+    worst = max(report.checks, key=lambda c: c.max_rel)
+    if worst.max_rel > tolerance:
+        report.float32_noise = _float32_noise(reference, inputs, ref)
+        if worst.max_rel > 2 * report.float32_noise:
+            raise ExportError(f'the {format} file of {graph_name} differs from the eager model: {worst.describe()} '
+                              f'(tolerance {tolerance:g} relative; eager float32 differs from float64 by '
+                              f'{report.float32_noise:.3g}); no file written')
+    return report
+
+
 def export_model(
         model: Union[str, nn.Module],
         out: Union[str, os.PathLike],
@@ -317,23 +343,8 @@ def export_model(
         else:
             _write_program(model, inputs, tmp, dynamic_batch)
             run = _run_program
-        try:
-            got = run(tmp, check)
-        except Exception as e:  # onnxruntime's own error types: a file that does not run is a failed export
-            message = ' '.join(str(e).split())[:300]
-            raise ExportError(f'the {format} file of {name} does not run at input {tuple(check[0].shape)}: '
-                              f'{message}; no file written') from e
-        with torch.no_grad():
-            ref = model(*check)
-        report = ExportReport(out, format, tuple(inputs[0].shape), checked_batch, compare_outputs(ref, got))
-        worst = max(report.checks, key=lambda c: c.max_rel)
-        if worst.max_rel > tolerance:
-            # a file cannot agree with eager float32 better than eager float32 agrees with float64
-            report.float32_noise = _float32_noise(model, check, ref)
-            if worst.max_rel > 2 * report.float32_noise:
-                raise ExportError(f'the {format} file of {name} differs from the eager model: {worst.describe()} '
-                                  f'(tolerance {tolerance:g} relative; eager float32 differs from float64 by '
-                                  f'{report.float32_noise:.3g}); no file written')
+        report = check_file(name, format, run, tmp, model, check, out, tuple(inputs[0].shape), checked_batch,
+                            tolerance)
         os.replace(tmp, out)
         return report
     finally:

@@ -21,17 +21,16 @@ any model, at another batch and another number of points than traced, and kept o
 """
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .export import (REL_TOLERANCE, ExportError, ExportReport, _quiet, _run_onnx, _run_program, compare_outputs)
+from .export import (REL_TOLERANCE, ExportError, ExportReport, _quiet, _run_onnx, _run_program, check_file)
 from .models.tinysam import TinySam
 from .models.tinysam.build_sam import (SAM_MODELS, build_tinysam, build_tinysam_w8a8, create_sam,
                                        load_quantized_checkpoint, load_sam_checkpoint, _load_strict)
@@ -208,30 +207,6 @@ def _write_program(graph: nn.Module, inputs: tuple, path: Path, dynamic_shapes: 
         torch.export.save(torch.export.export(graph, inputs, dynamic_shapes=dynamic_shapes), str(path))
 
 
-def _check(graph_name: str, format: str, run: Callable, path: Path, reference: nn.Module, inputs: tuple,
-           traced_shape: tuple, checked_batch: int, names: Sequence[str], tolerance: float) -> ExportReport:
-    """Run the written file on ``inputs`` and compare with ``reference``: :func:`zoo.export.export_model`'s check."""
-    try:
-        got = run(path, inputs)
-    except Exception as e:  # onnxruntime's own error types: a file that does not run is a failed export
-        message = ' '.join(str(e).split())[:300]
-        raise ExportError(f'the {format} file of {graph_name} does not run at input {tuple(inputs[0].shape)}: '
-                          f'{message}; no file written') from e
-    with torch.no_grad():
-        ref = reference(*inputs)
-    report = ExportReport(path, format, traced_shape, checked_batch, compare_outputs(ref, got, names))
-    worst = max(report.checks, key=lambda c: c.max_rel)
-    if worst.max_rel > tolerance:
-        with torch.no_grad():
-            exact = copy.deepcopy(reference).double()(*(t.double() for t in inputs))
-        report.float32_noise = max(c.max_rel for c in compare_outputs(exact, ref))
-        if worst.max_rel > 2 * report.float32_noise:
-            raise ExportError(f'the {format} file of {graph_name} differs from the eager model: {worst.describe()} '
-                              f'(tolerance {tolerance:g} relative; eager float32 differs from float64 by '
-                              f'{report.float32_noise:.3g}); no file written')
-    return report
-
-
 def export_sam(
         model: Union[str, TinySam],
         out: Union[str, os.PathLike],
@@ -299,8 +274,8 @@ def _export_encoder(sam: TinySam, name: str, format: str, path: Path, dynamic_ba
     else:
         _write_program(graph, inputs, path, ({0: torch.export.Dim('batch', min=1)},) if dynamic_batch else None)
         run = _run_program
-    return _check(f'{name} (encoder)', format, run, path, graph, encoder_inputs(sam, checked, seed=1),
-                  tuple(inputs[0].shape), checked, ['image_embeddings'], tolerance)
+    return check_file(f'{name} (encoder)', format, run, path, graph, encoder_inputs(sam, checked, seed=1), path,
+                      tuple(inputs[0].shape), checked, tolerance, ['image_embeddings'])
 
 
 def _export_decoder(sam: TinySam, name: str, format: str, path: Path, opset: Optional[int],
@@ -324,8 +299,8 @@ def _export_decoder(sam: TinySam, name: str, format: str, path: Path, opset: Opt
     for seed, has_mask in ((1, False), (2, True)):
         s = sam.img_size
         check = decoder_inputs(sam, *CHECK_PROMPTS, seed=seed, has_mask=has_mask, orig_size=(s - s // 8, s * 2))
-        part = _check(f'{name} (decoder)', format, run, path, reference, check, tuple(inputs[1].shape),
-                      CHECK_PROMPTS[0], DECODER_OUTPUTS, tolerance)
+        part = check_file(f'{name} (decoder)', format, run, path, reference, check, path, tuple(inputs[1].shape),
+                          CHECK_PROMPTS[0], tolerance, DECODER_OUTPUTS)
         if report is None or part.max_rel > report.max_rel:
             report = part
     return report
