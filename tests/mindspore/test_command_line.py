@@ -103,3 +103,26 @@ def test_clip_errors(tmp_path, capsys):
     err = _error(['export', '--model', NAME, '--num-frames', '4', '--out', str(tmp_path / 'x.ckpt')], capsys)
     assert '--num-frames applies to video models only' in err and 'classification' in err
     assert not list(tmp_path.iterdir())
+
+
+def test_whole_sam_parity_and_two_graph_export(tmp_path, capsys):
+    """``tinysam``: parity over the embedding and the masks / IoU predictions of a point and a box prompt;
+    ``export --format mindir`` writes the encoder and the prompt-to-mask decoder into the --out folder."""
+    assert main(['parity', '--model', 'tinysam', '--img-size', '64', '64']) == 0
+    out = capsys.readouterr().out
+    for label in ('embedding', 'stage 3', 'points masks', 'points IoU', 'box masks', 'box IoU'):
+        assert f'\n{label} ' in out, out
+    assert 'top-5' not in out and '(pass,' in out
+    folder = tmp_path / 'sam'
+    assert main(['export', '--model', 'tinysam', '--img-size', '64', '64', '--format', 'mindir',
+                 '--out', str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ['decoder.mindir', 'encoder.mindir']
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['parity', '--model', 'tinysam', '--img-size', '64', '48'], 'square inputs'),
+    (['parity', '--model', 'tinysam_w8a8'], 'needs its calibrated checkpoint'),
+    (['export', '--model', 'tinysam', '--out', 'x.ckpt', '--layout', 'official'], 'no official MindSpore port'),
+])
+def test_whole_sam_bad_input(argv, message, capsys):
+    assert message in _error(argv, capsys)

@@ -8,7 +8,10 @@
     benchmark --model NAME [--batch-size N] [--img-size H W] [--num-frames T] [--mode graph|pynative] [--device ...]
               [--iters N]
 
-Every model with a twin is taken: classifiers and SAM image encoders read image batches (N, C, H, W), CGRSeg
+Every model with a twin is taken, and the whole SAMs of ``zoo.create_sam`` (``tinysam``: parity compares the
+embedding, then masks and IoU predictions for a point and a box prompt; ``export --format mindir`` writes an
+encoder and a decoder graph into the folder ``--out``). Classifiers and SAM image encoders read image batches
+(N, C, H, W), CGRSeg
 (segmentation) too, with H and W multiples of 32; video models (SqueezeTime) read clips (N, C, T, H, W), T from
 ``--num-frames`` (default: the model's own clip length). The input size defaults to the model's pretrained
 configuration (``parity --all``: its contract size, the small size the tests use).
@@ -40,18 +43,46 @@ __all__ = ['main']
 
 def _twin_name(name: str) -> str:
     """``name`` if it has a MindSpore twin; a ValueError with suggestions otherwise."""
+    if _is_sam(name):
+        return name
     twin_builder(name)
     return name
 
 
+def _is_sam(name: str) -> bool:
+    """A whole SAM of ``zoo.create_sam`` (``tinysam``, ``tinysam_w8a8``), not a registered model."""
+    from ..models.tinysam.build_sam import SAM_MODELS
+    return name in SAM_MODELS
+
+
+def _torch_sam(name: str, checkpoint: Optional[str], hw: tuple[int, int]) -> torch.nn.Module:
+    """The checkpoint's SAM, or a seeded random one at ``hw`` (square) with BatchNorm statistics gathered."""
+    from ..models.tinysam.build_sam import build_tinysam
+    if checkpoint:
+        if hw != (1024, 1024):
+            raise ValueError(f'{name} checkpoints are for 1024x1024 inputs; drop --img-size with --checkpoint')
+        return zoo.create_sam(name, checkpoint=checkpoint)
+    if name != 'tinysam':
+        raise ValueError(f'{name} needs its calibrated checkpoint: pass --checkpoint (python -m zoo.sam calibrate '
+                         f'or convert-w8a8 writes one)')
+    if hw[0] != hw[1] or hw[0] % 64:
+        raise ValueError(f'{name} takes square inputs whose side is a multiple of 64, got {hw[0]}x{hw[1]}')
+    torch.manual_seed(0)
+    sam = build_tinysam(img_size=hw[0])
+    gather_batchnorm_statistics(sam.image_encoder, hw)
+    return sam.eval()
+
+
 def _is_video(name: str) -> bool:
-    return zoo.model_info(name).task == 'video'
+    return not _is_sam(name) and zoo.model_info(name).task == 'video'
 
 
 def _hw(name: str, img_size: Optional[Sequence[int]], contract: bool = False) -> tuple[int, int]:
     """(H, W): ``--img-size``, else the contract size (``contract``) or the pretrained configuration's."""
     if img_size:
         return int(img_size[0]), int(img_size[1])
+    if _is_sam(name):
+        return 1024, 1024
     if contract:
         return tuple(zoo.model_info(name).contract_input_size[-2:])
     return tuple(timm_cfg(name).get('input_size', (3, 224, 224))[1:])
@@ -135,6 +166,8 @@ def _export(args: argparse.Namespace) -> int:
     to_layout({}, name, args.layout)  # refuses a layout the family has not, before any work
     _check_num_frames(name, args.num_frames)
     hw = _hw(name, args.img_size)
+    if _is_sam(name):
+        return _export_sam(name, args, hw)
     model = _torch_model(name, args.checkpoint, hw, **_model_kwargs(name, args.num_frames))
     cell = api.from_torch(model)
     if args.format == 'mindir':
@@ -146,6 +179,26 @@ def _export(args: argparse.Namespace) -> int:
         # the official layout is written exactly as the port would; the zoo's records the model it holds
         write_mindspore_checkpoint(params, out, {'zoo_model': name} if args.layout == 'zoo' else None)
     print(f'wrote {out} ({name}, {args.format}, layout {args.layout})')
+    return 0
+
+
+def _export_sam(name: str, args: argparse.Namespace, hw: tuple[int, int]) -> int:
+    """A whole SAM: its parameters as one .ckpt, or (``mindir``) the folder ``--out`` with ``encoder.mindir`` and
+    ``decoder.mindir``, the split SAM deployments use."""
+    if args.layout != 'zoo':
+        raise ValueError(f'{name} has no official MindSpore port: drop --layout')
+    twin = api.from_torch(_torch_sam(name, args.checkpoint, hw))
+    if args.format == 'mindir':
+        from .tinysam import export_sam_mindir
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f'--out {out}: a SAM exports as two graphs into a folder; give a folder name')
+        out.mkdir(parents=True, exist_ok=True)
+        paths = export_sam_mindir(twin, out)
+        print(f'wrote {paths[0]} and {paths[1]} ({name}, mindir: image encoder, prompt-to-mask decoder)')
+        return 0
+    write_mindspore_checkpoint(api.parameter_arrays(twin), Path(args.out), {'zoo_model': name})
+    print(f'wrote {args.out} ({name}, ckpt)')
     return 0
 
 
@@ -175,6 +228,8 @@ def _parity(args: argparse.Namespace) -> int:
     if not args.all:
         _check_num_frames(names[0], args.num_frames)
     failed = []
+    if not args.all and _is_sam(names[0]):
+        return _parity_sam(names[0], args)
     for name in names:
         num_frames = args.num_frames if _is_video(name) else None  # with --all, --num-frames is for the video ones
         hw = _hw(name, args.img_size, contract=args.all)
@@ -188,6 +243,22 @@ def _parity(args: argparse.Namespace) -> int:
             failed.append(name)
     if failed:
         print(f'parity FAILED for {", ".join(failed)} (relative difference >= {TOLERANCE:g} or top-5 differ)')
+        return 1
+    return 0
+
+
+def _parity_sam(name: str, args: argparse.Namespace) -> int:
+    """The embedding, then masks and IoU predictions for a point and a box prompt (see ``tinysam.parity``)."""
+    from .tinysam.parity import compare_sam
+    hw = _hw(name, args.img_size)
+    sam = _torch_sam(name, args.checkpoint, hw)
+    image = np.random.default_rng(0).standard_normal((1, 3, *hw)).astype(np.float32)
+    with execution_mode(args.mode, args.device):
+        report = compare_sam(sam, api.from_torch(sam), image)
+    print(f'{name} ({args.mode}, {args.device or "default device"}, {hw[0]}x{hw[1]} input)')
+    print(report.format())
+    if not report.passed():
+        print(f'parity FAILED for {name} (relative difference >= {TOLERANCE:g})')
         return 1
     return 0
 

@@ -63,13 +63,15 @@ class ParityReport:
         return self.worst_rel < tolerance
 
     def format(self) -> str:
-        lines = [f'{"output":<11} {"shape":<22} {"max abs":>10} {"max rel":>10}']
-        lines += [f'{d.label:<11} {str(d.shape):<22} {d.max_abs:10.3e} {d.max_rel:10.3e}' for d in self.differences]
+        lines = [f'{"output":<13} {"shape":<22} {"max abs":>10} {"max rel":>10}']
+        lines += [f'{d.label:<13} {str(d.shape):<22} {d.max_abs:10.3e} {d.max_rel:10.3e}' for d in self.differences]
         if self.argmax_agreement is not None:
-            agreement = f'per-pixel arg-max agree: {100 * self.argmax_agreement:.2f}%'
-        else:
-            agreement = f'top-5 agree: {"yes" if self.top5_agree else "NO"}'
-        lines.append(f'{agreement}; worst relative difference '
+            agreement = f'per-pixel arg-max agree: {100 * self.argmax_agreement:.2f}%; '
+        elif self.task in ('classification', 'video'):
+            agreement = f'top-5 agree: {"yes" if self.top5_agree else "NO"}; '
+        else:  # an embedding or another output: no classes to agree on
+            agreement = ''
+        lines.append(f'{agreement}worst relative difference '
                      f'{self.worst_rel:.3e} ({"pass" if self.passed() else "FAIL"}, tolerance {TOLERANCE:g})')
         return '\n'.join(lines)
 
