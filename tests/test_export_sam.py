@@ -11,7 +11,7 @@ import torch
 
 import zoo
 import zoo.export_sam as export_sam_module
-from zoo.export import ExportError, export_model
+from zoo.export import REL_TOLERANCE, ExportError, export_model
 from zoo.export_sam import (SamDecoderGraph, build_sam_for_export, decoder_inputs, encoder_inputs, export_sam)
 from zoo.random_statistics import gather_batchnorm_statistics
 
@@ -81,10 +81,19 @@ def test_w8a8_round_trip(sam_w8a8, tmp_path, one_thread):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=ExportError, reason='onnxruntime runs the fake-quantized graph differently '
-                   'from torch (each layer alone agrees to 4e-7; whole stages differ); open in #26')
-def test_w8a8_onnx_is_refused_by_its_check(sam_w8a8, tmp_path, one_thread):
-    export_model(sam_w8a8, tmp_path / 'q.onnx', 'onnx', name='tinysam_w8a8')
+def test_w8a8_onnx_is_kept_only_when_it_agrees(sam_w8a8, tmp_path, one_thread):
+    """Q-TinySAM's fake quantisation rounds to the nearest step, so a value on a half step flips with any reordering
+    of the float arithmetic before it, and the flip spreads: onnxruntime on one thread agrees with eager, on two
+    threads whole stages differ (35% mean). The check decides either way; never a silent wrong file."""
+    try:
+        report = export_model(sam_w8a8, tmp_path / 'q.onnx', 'onnx', name='tinysam_w8a8')
+    except ExportError as e:
+        assert 'differs from the eager model' in str(e)
+        assert not list(tmp_path.iterdir())
+    else:
+        for part in (report.encoder, report.decoder):
+            assert part.max_rel <= REL_TOLERANCE or part.max_rel <= 2 * part.float32_noise
+        assert sorted(p.name for p in tmp_path.iterdir()) == ['q_decoder.onnx', 'q_encoder.onnx']
 
 
 def test_decoder_graph_is_the_prompt_encoders_arithmetic(sam):
