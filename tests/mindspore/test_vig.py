@@ -27,18 +27,26 @@ def test_blocks_match_at_native_size(name):
     """At 224 the tables are used as stored and the dilated k-NN (every 2nd / 3rd of the k x dilation
     nearest) is exercised. Each block gets torch's input: along the whole chain, float drift of 1e-6 can flip
     a near-tie between two neighbours' distances (gaps of 1e-7 occur), which changes the graph in either
-    framework and says nothing about the twin."""
+    framework and says nothing about the twin.
+
+    Within one block too, a node whose candidate distances tie to float32 rounding at a cut of the dilated pick
+    can take another neighbour under another summation order (one thread or two, torch or MindSpore). Everything
+    after the graph is per node (1x1 convolutions, norms), so such a flip changes that node's row alone: each
+    block must agree to the tolerance on all nodes but at most 1% of them (a wrong twin, say another dilation or
+    k, moves nearly every node)."""
     model = o1_torch_model(name, 224)
     cell = api.from_torch(model)
     x = torch.from_numpy(random_input(name, 224, batch=1))
     with torch.no_grad():
         h = model.stem(x) + model.pos_embed
         for i, layer in enumerate(model.backbone):
-            expected = layer(h)
+            expected = layer(h).numpy()
             actual = cell.backbone[i](ms.Tensor(h.numpy())).asnumpy()
-            rel = np.abs(actual - expected.numpy()).max() / expected.abs().max().item()
-            assert rel < TOLERANCE, f'{name} block {i}: relative difference {rel:.2e}'
-            h = expected
+            per_node = np.abs(actual - expected).max(axis=1).reshape(-1) / np.abs(expected).max()
+            off = int((per_node >= TOLERANCE).sum())
+            assert off <= 0.01 * per_node.size, \
+                f'{name} block {i}: {off} of {per_node.size} nodes differ (worst {per_node.max():.2e} relative)'
+            h = torch.from_numpy(expected)
 
 
 def test_parity_graph_mode():
