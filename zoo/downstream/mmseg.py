@@ -37,7 +37,7 @@ class CGRSegHead(BaseDecodeHead):
     """
 
     # the plain head's computation, run on this head's modules (which carry the same names)
-    fuse = _PlainCGRSegHead.fuse
+    fuse_levels = _PlainCGRSegHead.fuse_levels
     classify = _PlainCGRSegHead.classify
     _plain_forward = _PlainCGRSegHead.forward
 
