@@ -63,3 +63,13 @@ def assert_parity(name: str, img_size: Optional[Size] = None, mode: str = 'pynat
     assert report.top5_agree, f'{name} ({mode}): top-5 differ\n{report.format()}'
     assert 1e-3 < scale < 1e3, f'{name}: logits of scale {scale:.3g} are not O(1); the check would hide errors'
     return report
+
+
+def command_error(argv, capsys) -> str:
+    """Run ``python -m zoo.mindspore`` with ``argv`` and return its stderr, asserting exit status 2 and one line
+    ``error: ...`` (a user error, no traceback)."""
+    from zoo.mindspore.command_line import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    return err

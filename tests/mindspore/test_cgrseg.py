@@ -14,6 +14,7 @@ from mindspore import ops
 
 import zoo
 from helpers import _log
+from helpers import command_error as _error
 from zoo.mindspore import api, checkpoints
 from zoo.mindspore.layers.adaptive_pool import adaptive_avg_pool2d
 from zoo.mindspore.command_line import main
@@ -117,13 +118,6 @@ def test_command_line_export_and_parity(tiny, tmp_path, capsys):
     assert main(['parity', '--model', 'cgrseg_t', '--img-size', '64', '64', '--checkpoint', str(weights)]) == 0
     out = capsys.readouterr().out
     assert 'logit map' in out and 'stage 3' in out and 'per-pixel arg-max agree' in out and '(pass' in out
-
-
-def _error(argv, capsys) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith('error: ') and err.count('\n') == 1, err
-    return err
 
 
 def test_command_line_errors(tmp_path, capsys):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import zoo
+from helpers import command_error as _error
 from zoo.mindspore.command_line import main
 
 NAME = 'ghostnet_050'
@@ -32,13 +33,6 @@ def test_parity_command(torch_checkpoint, capsys):
     assert main(['parity', '--model', NAME, '--img-size', '64', '64', '--checkpoint', str(torch_checkpoint)]) == 0
     out = capsys.readouterr().out
     assert 'logits' in out and 'stage 4' in out and 'top-5 agree: yes' in out
-
-
-def _error(argv, capsys) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith('error: ') and err.count('\n') == 1, err
-    return err
 
 
 def test_unknown_model_suggests(tmp_path, capsys):

@@ -7,6 +7,7 @@ from typing import Callable, Optional, Sequence
 from mindspore import nn, ops
 
 from .layers import GELU, Conv2d, DropPath, Linear
+from .layers.mlp import ConvMlp
 
 #: make_mixer(stage_index, block_index_in_stage, dim) -> token mixer cell
 MixerFactory = Callable[[int, int, int], nn.Cell]
@@ -50,19 +51,6 @@ class ConvPatchEmbed(nn.Cell):
 
     def construct(self, x):
         return self.act(self.norm(self.proj(x)))
-
-
-class ConvMlp(nn.Cell):
-    """Channel MLP of 1x1 convs: ``fc2(GELU(fc1(x)))`` (timm's ``ConvMlp`` without norm)."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = Conv2d(dim, hidden, 1)
-        self.act = GELU()
-        self.fc2 = Conv2d(hidden, dim, 1)
-
-    def construct(self, x):
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class MixerBlock(nn.Cell):

@@ -23,8 +23,8 @@ from mindspore import nn
 import zoo
 from ..random_statistics import gather_batchnorm_statistics as gather_statistics
 
-__all__ = ['TOLERANCE', 'OUTPUT_LABELS', 'Difference', 'ParityReport', 'compare', 'model_task', 'execution_mode',
-           'gather_batchnorm_statistics']
+__all__ = ['TOLERANCE', 'OUTPUT_LABELS', 'Difference', 'ParityReport', 'compare', 'difference', 'model_task',
+           'execution_mode', 'gather_batchnorm_statistics']
 
 #: The largest relative difference the parity check accepts (exclusive).
 TOLERANCE = 1e-4
@@ -112,13 +112,17 @@ class _WithIntermediates(nn.Cell):
         return self.net(x), tuple(self.net.forward_intermediates(x))
 
 
-def _difference(label: str, expected: np.ndarray, actual: np.ndarray) -> Difference:
+def difference(label: str, expected: np.ndarray, actual: np.ndarray, unit: float = 0.0) -> Difference:
+    """Max absolute difference, relative to the largest expected magnitude or to ``unit`` where that is larger
+    (scores on a 0..1 scale, such as SAM's IoU predictions, are measured against 1 however small they are)."""
     if expected.shape != actual.shape:
         raise ValueError(f'{label}: torch gives shape {expected.shape}, MindSpore {actual.shape}')
     diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
     max_abs = float(diff.max()) if diff.size else 0.0
     scale = float(np.abs(expected).max()) if expected.size else 0.0
-    return Difference(label, tuple(expected.shape), max_abs, max_abs / scale if scale > 0 else max_abs, scale)
+    denominator = max(scale, unit)
+    return Difference(label, tuple(expected.shape), max_abs, max_abs / denominator if denominator > 0 else max_abs,
+                      scale)
 
 
 def _top5(logits: np.ndarray) -> np.ndarray:
@@ -165,11 +169,11 @@ def compare(torch_model: torch.nn.Module, cell: nn.Cell, x: 'np.ndarray | torch.
     else:
         ms_logits, ms_stages = cell(x_ms), ()
     report = ParityReport(task=task)
-    report.differences.append(_difference(OUTPUT_LABELS.get(task, 'output'), torch_logits, ms_logits.asnumpy()))
+    report.differences.append(difference(OUTPUT_LABELS.get(task, 'output'), torch_logits, ms_logits.asnumpy()))
     if len(torch_stages) != len(ms_stages):
         raise ValueError(f'torch gives {len(torch_stages)} stage outputs, MindSpore {len(ms_stages)}')
     for i, (t, m) in enumerate(zip(torch_stages, ms_stages)):
-        report.differences.append(_difference(f'stage {i}', t.numpy(), m.asnumpy()))
+        report.differences.append(difference(f'stage {i}', t.numpy(), m.asnumpy()))
     if torch_logits.ndim == 2 and task in ('classification', 'video', 'output'):
         report.top5_agree = bool((_top5(torch_logits) == _top5(ms_logits.asnumpy())).all())
     elif task == 'segmentation' and torch_logits.ndim == 4:

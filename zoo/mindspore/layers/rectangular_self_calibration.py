@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from .activations import GELU
 from .conv import Conv2d
+from .mlp import ConvMlp
 from .norm import BatchNorm2d
 
-__all__ = ['RectangularSelfCalibrationAttention', 'RectangularSelfCalibrationModule', 'ConvMlp']
+__all__ = ['RectangularSelfCalibrationAttention', 'RectangularSelfCalibrationModule']
 
 
 class RectangularSelfCalibrationAttention(nn.Cell):
@@ -31,19 +31,6 @@ class RectangularSelfCalibrationAttention(nn.Cell):
     def construct(self, x: Tensor) -> Tensor:
         context = ops.mean(x, 3, keep_dims=True) + ops.mean(x, 2, keep_dims=True)
         return self.excite(context) * self.dwconv_hw(x)
-
-
-class ConvMlp(nn.Cell):
-    """timm's ``ConvMlp`` without a norm: 1x1 conv ``fc1``, exact GELU, 1x1 conv ``fc2``."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = Conv2d(dim, hidden, 1)
-        self.act = GELU()
-        self.fc2 = Conv2d(hidden, dim, 1)
-
-    def construct(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class RectangularSelfCalibrationModule(nn.Cell):

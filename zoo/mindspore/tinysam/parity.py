@@ -9,17 +9,9 @@ import mindspore as ms
 import numpy as np
 import torch
 
-from ..parity import Difference, ParityReport, compare
+from ..parity import ParityReport, compare, difference
 
 __all__ = ['compare_sam']
-
-
-def _difference(label: str, expected: np.ndarray, actual: np.ndarray, unit: float = 0.0) -> Difference:
-    """Relative to the largest expected magnitude, or to ``unit`` where that is larger (IoU predictions are
-    scores on a 0..1 scale: a difference is measured against 1 however small the scores)."""
-    scale = float(np.abs(expected).max())
-    max_abs = float(np.abs(expected.astype(np.float64) - actual).max())
-    return Difference(label, tuple(expected.shape), max_abs, max_abs / max(scale, unit, 1e-12), scale)
 
 
 def compare_sam(sam: torch.nn.Module, twin: Any, image: np.ndarray) -> ParityReport:
@@ -38,6 +30,6 @@ def compare_sam(sam: torch.nn.Module, twin: Any, image: np.ndarray) -> ParityRep
         with torch.no_grad():
             masks, iou = sam.decode(embedding, **{k: torch.from_numpy(v) for k, v in kwargs.items()})
         got_masks, got_iou = twin.decode(ms.Tensor(embedding.numpy()), **{k: ms.Tensor(v) for k, v in kwargs.items()})
-        report.differences.append(_difference(f'{prompt} masks', masks.numpy(), got_masks.asnumpy()))
-        report.differences.append(_difference(f'{prompt} IoU', iou.numpy(), got_iou.asnumpy(), unit=1.0))
+        report.differences.append(difference(f'{prompt} masks', masks.numpy(), got_masks.asnumpy()))
+        report.differences.append(difference(f'{prompt} IoU', iou.numpy(), got_iou.asnumpy(), unit=1.0))
     return report
