@@ -247,6 +247,7 @@ def test_checkpoint_round_trip_through_pretrained_loading(name, built, task, tmp
     path = tmp_path / 'checkpoint.pth'
     torch.save({'state_dict': model.state_dict()}, path)
     loaded = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))).eval()
+    path.unlink()  # 61 full checkpoints would otherwise stay in pytest's temp folders (about 15 GB per run)
     x = task.make_input(name)
     for a, b in zip(task.outputs(loaded, x), task.outputs(model, x)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
