@@ -13,9 +13,12 @@ __all__ = ['gather_batchnorm_statistics']
 
 
 def gather_batchnorm_statistics(model: torch.nn.Module, make_input: Callable[[], torch.Tensor],
-                                batches: int = 3) -> torch.nn.Module:
+                                batches: int = 3, min_variance: float = 0.) -> torch.nn.Module:
     """Set every BatchNorm's running statistics to the average over ``batches`` inputs from ``make_input``,
-    then put the model in eval mode; returns it."""
+    then put the model in eval mode; returns it.
+
+    ``min_variance`` floors every running variance: where few values reach a norm (the 1 x 1 late stages of a
+    small video clip), gathered variances near 0 amplify float32 rounding enough to drown a parity check."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:
         m.reset_running_stats()
@@ -24,4 +27,7 @@ def gather_batchnorm_statistics(model: torch.nn.Module, make_input: Callable[[],
     with torch.no_grad():
         for _ in range(batches if norms else 0):
             model(make_input())
+    if min_variance > 0:
+        for m in norms:
+            m.running_var.clamp_(min=min_variance)
     return model.eval()

@@ -32,11 +32,8 @@ def o1_squeezetime(name: str, num_frames: int = FRAMES) -> torch.nn.Module:
         if param_name.endswith('pos_embed'):
             torch.nn.init.normal_(param, std=1.0)
     generator = torch.Generator().manual_seed(0)
-    gather_batchnorm_statistics(model, lambda: torch.randn(8, 3, num_frames, *SIZE, generator=generator), 2)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_var.clamp_(min=0.1)
-    return model
+    return gather_batchnorm_statistics(model, lambda: torch.randn(8, 3, num_frames, *SIZE, generator=generator), 2,
+                                       min_variance=0.1)
 
 
 def clip(batch: int, num_frames: int = FRAMES, size=SIZE, seed: int = 1) -> np.ndarray:

@@ -132,11 +132,7 @@ def _torch_model(name: str, checkpoint: Optional[str], hw: tuple[int, int], **kw
             # variances near 0 that blow float rounding up, so variances are floored at 1 (as the video tests do)
             generator = torch.Generator().manual_seed(0)
             shape = _input_shape(model, name, hw, 8)
-            gather_statistics(model, lambda: torch.randn(*shape, generator=generator), 2)
-            for m in model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.running_var.clamp_(min=1.0)
-            return model
+            return gather_statistics(model, lambda: torch.randn(*shape, generator=generator), 2, min_variance=1.0)
         return gather_batchnorm_statistics(model, hw, in_chans=getattr(model, 'in_chans', 3))
     except (ValueError, RuntimeError) as e:
         raise _input_error(name, _input_shape(model, name, hw, 1), e) from None
