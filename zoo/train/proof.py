@@ -10,9 +10,9 @@ trained on the same budget:
   the student alone.
 - ``ghostnetv3``: GhostNetV3's recipe (soft-target CE from the teacher, EMA, re-parameterised deploy form) on
   ghostnetv3_050, scored in its fused deploy form, against ghostnetv3_050 trained plainly.
-- ``fastmim``: FastMIM pre-training (no labels) then fine-tuning from the encoder (:data:`FINETUNE`), against
-  the same model from scratch with the fine-tuning budget; ``--fastmim-models`` runs it for several families,
-  each the same way.
+- ``fastmim``: FastMIM pre-training (no labels) then fine-tuning from the encoder with FastMIM's layer-wise lr
+  decay for the family (:mod:`zoo.train.fastmim_finetune`), against the same model from scratch with the
+  fine-tuning budget; ``--fastmim-models`` runs it for several families, each the same way.
 - ``gpt4image``: ghostnet_050 with the alignment term, against the student alone. No text encoder's weights
   are available offline, so the embeddings are a stated stand-in: per digit class, a hand-written vector of
   visual traits (closed loops, straight / curved / diagonal strokes, where the mass lies), the kind of content
@@ -22,15 +22,16 @@ trained on the same budget:
   shows that the term trains beside classification without harming it; it does not measure the gain real
   per-image descriptions give.
 
-``--quick`` is the short version CI runs (tests/train/test_proof.py). Wall times depend on the machine's load;
-CPU seconds (this process, one thread) are the budget.
+``--quick`` is the short version CI runs (tests/train/test_proof.py). ``--jobs N`` runs N runs at a time, each in
+its own process (a run starts once the runs it reads have finished); every run has one intra-op thread, so the
+results do not depend on N. Wall times depend on the machine's load; CPU seconds (each run's own process, one
+thread) are the budget.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,24 +42,25 @@ import torch
 
 from .config import ConfigError, make_config
 from .data import DataError, build_datasets
+from .fastmim_finetune import layer_decay_for
 from .networks import check_model_name
-from .run import train
+from .proof_runs import Job, Runs
 from .text_align import sample_keys, write_text_embeddings
 
-__all__ = ['ROWS', 'Budget', 'FULL', 'QUICK', 'FINETUNE', 'GPT4IMAGE_ALIGN_WEIGHT', 'Row', 'DIGIT_TRAITS',
+__all__ = ['ROWS', 'Budget', 'FULL', 'QUICK', 'TRANSFORMER_TRAINING', 'training_options', 'finetune_options',
+           'plan', 'GPT4IMAGE_ALIGN_WEIGHT', 'Row', 'DIGIT_TRAITS',
            'trait_embeddings', 'run_proof', 'format_table', 'main']
 
 ROWS = ('supervised', 'teacher', 'kd', 'ofa', 'ghostnetv3', 'fastmim', 'gpt4image')
 STUDENT, TEACHER, V3_STUDENT, MIM_MODEL = 'ghostnet_050', 'pvt_v2_b0', 'ghostnetv3_050', 'pvt_v2_b0'
 CHANCE = 10.
-#: options of fine-tuning from a FastMIM encoder beyond the scratch baseline's (none: the same recipe, only the
-#: starting weights differ). FastMIM's own fine-tuning adds layer-wise lr decay (0.75; --layer-decay), which
-#: suits encoders whose pre-training learnt something and hurts those it did not. Measured (3 + 3 epochs,
-#: 32 px; fine-tuned without / with decay 0.75, scratch): vit_tiny 50.56 / 81.67 / 33.06, wavemlp_t 87.22 /
-#: 97.78 / 94.44, slab_pvt_v2_b0 96.94 / 95.56 / 96.11, pvig_ti 96.94 / 92.50 / 98.06, ghostnet_050 93.06 /
-#: 61.67 / 92.78 (86.39 with a 0.5 floor). No single setting serves every family, so the row keeps plain
-#: fine-tuning and the family table reports both
-FINETUNE: dict[str, Any] = {}
+#: names of transformers whose patch embedding is one strided projection (no convolutional stem). They diverge
+#: at the engine's default lr (3e-3, no warm-up) on the digits: slab_swin_t's loss reached 250 in the first epoch
+#: and it stayed at chance; vit_tiny reached 33%. With 1e-3 and one warm-up epoch, as their own recipes warm up,
+#: slab_swin_t reached 88.06% and vit_tiny 88.89% from scratch (3 epochs, 32 px). The fastmim row trains them so,
+#: fine-tuning and scratch alike
+TRANSFORMER_PREFIXES = ('vit_', 'deit_', 'slab_deit', 'swin', 'slab_swin', 'slab_cswin')
+TRANSFORMER_TRAINING: dict[str, Any] = dict(lr=1e-3, warmup_epochs=1)
 #: weight of the GPT4Image alignment term in the proof. The InfoNCE gradient scales with 1 / temperature (14 at
 #: 0.07), so at the recipe's weight 1 the term outweighs cross-entropy on the shared features; with class-level
 #: stand-in embeddings it has nothing to give back. Measured (3 epochs, seed 42; student alone 92.78): weight 1
@@ -131,50 +133,33 @@ def trait_embeddings(cfg_values: dict[str, Any], path: Path) -> Path:
                                                        'traits': ','.join(TRAIT_NAMES)})
 
 
-class _Runs:
-    """Runs of the engine by name, each once, with its summary, wall and CPU seconds; output in a log file."""
+def training_options(model: str) -> dict[str, Any]:
+    """The fastmim row's options for ``model`` beyond the common ones, for fine-tuning and scratch alike."""
+    return dict(TRANSFORMER_TRAINING) if model.startswith(TRANSFORMER_PREFIXES) else {}
 
-    def __init__(self, out: Path, budget: Budget, verbose: bool):
-        self.out, self.budget, self.verbose = out, budget, verbose
-        self.common = dict(dataset='digits', img_size=32, batch_size=32, progress=False, threads=1, seed=42,
-                           max_steps_per_epoch=budget.max_steps, overwrite=True, workers=0, device='cpu')
-        self.done: dict[str, tuple[dict[str, Any], float, float]] = {}
 
-    def __call__(self, name: str, **options: Any) -> dict[str, Any]:
-        if name not in self.done:
-            folder = self.out / name
-            cfg = make_config({**self.common, 'epochs': self.budget.epochs, **options, 'output': str(folder)})
-            log = io.StringIO()
-            t0, c0 = time.perf_counter(), time.process_time()
-            with contextlib.redirect_stdout(log):
-                summary = train(cfg)
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            (folder / 'log.txt').write_text(log.getvalue())
-            self.done[name] = (summary, wall, cpu)
-            result = (f'{summary["final_top1"]:.2f}%' if summary['final_top1'] is not None
-                      else f'held-out loss {summary["final_val_loss"]:.4f}')
-            if self.verbose:
-                print(f'  {name:<22} {cfg.model:<22} {result:>22}  {wall:6.1f}s wall {cpu:6.1f}s CPU', flush=True)
-        return self.done[name][0]
-
-    def cost(self, *names: str) -> tuple[float, float]:
-        return sum(self.done[n][1] for n in names), sum(self.done[n][2] for n in names)
-
-    def history(self, name: str) -> list[dict[str, Any]]:
-        """The run's metrics, one dict per epoch."""
-        return [json.loads(line) for line in (self.out / name / 'metrics.jsonl').read_text().splitlines()]
+def finetune_options(model: str) -> dict[str, Any]:
+    """What fine-tuning ``model`` from its FastMIM encoder adds to its scratch run: FastMIM's layer decay."""
+    decay = layer_decay_for(model)
+    return {} if decay is None else {'layer_decay': decay}
 
 
 def run_proof(out: str | Path, budget: Budget = FULL, rows: Sequence[str] = ROWS,
-              fastmim_models: Sequence[str] = (MIM_MODEL,), verbose: bool = True) -> list[Row]:
-    """Train every requested row and its baseline under ``out``; returns the table's rows."""
+              fastmim_models: Sequence[str] = (MIM_MODEL,), verbose: bool = True, workers: int = 1) -> list[Row]:
+    """Train every requested row and its baseline under ``out`` (``workers`` runs at a time); the table's rows."""
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise ConfigError(f'unknown row(s) {unknown}; choose from {", ".join(ROWS)}')
     for name in fastmim_models:
         check_model_name(name)
     out = Path(out)
-    runs = _Runs(out, budget, verbose)
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(dataset='digits', img_size=32, batch_size=32, progress=False, threads=1, seed=42,
+                  max_steps_per_epoch=budget.max_steps, overwrite=True, workers=0, device='cpu')
+    if 'gpt4image' in rows:
+        trait_embeddings(common, out / 'digit_traits.safetensors')
+    runs = Runs(out, common, budget.epochs, verbose)
+    runs.run(plan(rows, budget, fastmim_models, out), workers)
     b = budget
     table: list[Row] = []
 
@@ -182,56 +167,69 @@ def run_proof(out: str | Path, budget: Budget = FULL, rows: Sequence[str] = ROWS
         row.wall_s, row.cpu_s = runs.cost(*owned)
         table.append(row)
 
-    def student() -> float:
-        return runs('student', model=STUDENT)['final_top1']
-
-    def teacher() -> str:
-        runs('teacher', model=TEACHER, epochs=b.teacher_epochs)
-        return str(out / 'teacher' / 'last.pth')
-
-    if 'supervised' in rows or any(r in rows for r in ('kd', 'ofa', 'gpt4image')):
-        add(Row('supervised', STUDENT, 'cross-entropy from scratch', student(), 'chance', CHANCE,
+    if 'supervised' in rows:
+        add(Row('supervised', STUDENT, 'cross-entropy from scratch', runs.top1('student'), 'chance', CHANCE,
                 b.describe(b.epochs)), 'student')
-    if any(r in rows for r in ('teacher', 'kd', 'ofa', 'ghostnetv3')):
-        teacher()
-        add(Row('teacher', TEACHER, 'cross-entropy from scratch', runs.done['teacher'][0]['final_top1'],
-                'chance', CHANCE, b.describe(b.teacher_epochs)), 'teacher')
-    for row, distill, method in (('kd', 'kd', 'KD (KL on logits)'), ('ofa', 'ofa', 'OFA-KD (stage branches)')):
+    if 'teacher' in rows:
+        add(Row('teacher', TEACHER, 'cross-entropy from scratch', runs.top1('teacher'), 'chance', CHANCE,
+                b.describe(b.teacher_epochs)), 'teacher')
+    for row, method in (('kd', 'KD (KL on logits)'), ('ofa', 'OFA-KD (stage branches)')):
         if row in rows:
-            top1 = runs(row, model=STUDENT, distill=distill, teacher=TEACHER, teacher_checkpoint=teacher())[
-                'final_top1']
-            add(Row(row, STUDENT, f'{method} from {TEACHER}', top1, 'student alone', student(),
+            add(Row(row, STUDENT, f'{method} from {TEACHER}', runs.top1(row), 'student alone', runs.top1('student'),
                     b.describe(b.epochs)), row)
     if 'ghostnetv3' in rows:
-        plain = runs('ghostnetv3_plain', model=V3_STUDENT, img_size=V3_SIZE)['final_top1']
-        recipe = runs('ghostnetv3_recipe', model=V3_STUDENT, img_size=V3_SIZE, distill='soft_ce', teacher=TEACHER,
-                      teacher_checkpoint=teacher(), teacher_img_size=32, model_ema=True, model_ema_decay=0.99,
-                      model_ema_warmup=True, reparameterize=True)
-        history = runs.history('ghostnetv3_recipe')
+        recipe, history = runs.summary('ghostnetv3_recipe'), runs.history('ghostnetv3_recipe')
         add(Row('ghostnetv3', V3_STUDENT, f'soft-target CE from {TEACHER} + EMA, deploy form',
-                recipe['deploy_top1_after'], 'plain training', plain, b.describe(b.epochs, V3_SIZE),
+                recipe['deploy_top1_after'], 'plain training', runs.top1('ghostnetv3_plain'),
+                b.describe(b.epochs, V3_SIZE),
                 extra={'before_fusing_top1': recipe['deploy_top1_before'], 'ema_top1': history[-1].get('val_ema_top1'),
                        'deploy_params': recipe['deploy_params'],
                        'train_loss': [history[0]['train_loss'], history[-1]['train_loss']]}),
             'ghostnetv3_plain', 'ghostnetv3_recipe')
     if 'fastmim' in rows:
         for model in fastmim_models:
-            runs(f'fastmim_pretrain_{model}', model=model, paradigm='fastmim', epochs=b.mim_epochs)
-            ft = runs(f'fastmim_finetune_{model}', model=model, **FINETUNE,
-                      initial_checkpoint=str(out / f'fastmim_pretrain_{model}' / 'last.pth'))['final_top1']
-            scratch = runs(f'scratch_{model}', model=model)['final_top1']
-            options = ''.join(f', {k.replace("_", " ")} {v}' for k, v in FINETUNE.items())
-            add(Row('fastmim', model, f'FastMIM pre-training ({b.describe(b.mim_epochs)}) + fine-tuning{options}', ft,
-                    'scratch', scratch, b.describe(b.epochs)),
+            recipe = {**training_options(model), **finetune_options(model)}
+            options = ''.join(f', {k.replace("_", " ")} {v:g}' for k, v in recipe.items())
+            add(Row('fastmim', model, f'FastMIM pre-training ({b.describe(b.mim_epochs)}) + fine-tuning{options}',
+                    runs.top1(f'fastmim_finetune_{model}'), 'scratch', runs.top1(f'scratch_{model}'),
+                    b.describe(b.epochs)),
                 f'fastmim_pretrain_{model}', f'fastmim_finetune_{model}', f'scratch_{model}')
     if 'gpt4image' in rows:
-        path = trait_embeddings(dict(runs.common), out / 'digit_traits.safetensors')
-        top1 = runs('gpt4image', model=STUDENT, paradigm='gpt4image', text_embeddings=str(path),
-                    align_loss_weight=GPT4IMAGE_ALIGN_WEIGHT)['final_top1']
         add(Row('gpt4image', STUDENT, f'CE + {GPT4IMAGE_ALIGN_WEIGHT:g} x alignment with digit-trait embeddings '
-                '(stand-in)', top1,
-                'student alone', student(), b.describe(b.epochs)), 'gpt4image')
+                '(stand-in)', runs.top1('gpt4image'), 'student alone', runs.top1('student'), b.describe(b.epochs)),
+            'gpt4image')
     return table
+
+
+def plan(rows: Sequence[str], budget: Budget, fastmim_models: Sequence[str], out: Path) -> dict[str, Job]:
+    """Every run the rows need, each listed after the runs it reads."""
+    distilled = dict(teacher=TEACHER, teacher_checkpoint=str(out / 'teacher' / 'last.pth'))
+    jobs: dict[str, Job] = {}
+    if any(r in rows for r in ('supervised', 'kd', 'ofa', 'gpt4image')):
+        jobs['student'] = Job(dict(model=STUDENT))
+    if any(r in rows for r in ('teacher', 'kd', 'ofa', 'ghostnetv3')):
+        jobs['teacher'] = Job(dict(model=TEACHER, epochs=budget.teacher_epochs))
+    for row in ('kd', 'ofa'):
+        if row in rows:
+            jobs[row] = Job(dict(model=STUDENT, distill=row, **distilled), needs=('teacher',))
+    if 'ghostnetv3' in rows:
+        jobs['ghostnetv3_plain'] = Job(dict(model=V3_STUDENT, img_size=V3_SIZE))
+        jobs['ghostnetv3_recipe'] = Job(dict(model=V3_STUDENT, img_size=V3_SIZE, distill='soft_ce', **distilled,
+                                             teacher_img_size=32, model_ema=True, model_ema_decay=0.99,
+                                             model_ema_warmup=True, reparameterize=True), needs=('teacher',))
+    if 'fastmim' in rows:
+        for model in fastmim_models:
+            pretrain = f'fastmim_pretrain_{model}'
+            jobs[pretrain] = Job(dict(model=model, paradigm='fastmim', epochs=budget.mim_epochs))
+            jobs[f'fastmim_finetune_{model}'] = Job(
+                dict(model=model, **training_options(model), **finetune_options(model),
+                     initial_checkpoint=str(out / pretrain / 'last.pth')), needs=(pretrain,))
+            jobs[f'scratch_{model}'] = Job(dict(model=model, **training_options(model)))
+    if 'gpt4image' in rows:
+        jobs['gpt4image'] = Job(dict(model=STUDENT, paradigm='gpt4image',
+                                     text_embeddings=str(out / 'digit_traits.safetensors'),
+                                     align_loss_weight=GPT4IMAGE_ALIGN_WEIGHT))
+    return jobs
 
 
 def format_table(rows: Sequence[Row]) -> str:
@@ -257,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--rows', nargs='+', default=list(ROWS), metavar='ROW', help=f'rows to run: {", ".join(ROWS)}')
     p.add_argument('--fastmim-models', nargs='+', default=[MIM_MODEL], metavar='NAME',
                    help='models of the fastmim row (one row each)')
+    p.add_argument('--jobs', type=int, default=1, metavar='N',
+                   help='runs at a time, each in its own process with one thread (at most the CPU count)')
     p.add_argument('--output', default='runs/proof', help='folder for the runs (overwritten)')
     p.add_argument('--json', default='', metavar='PATH', help='also write the rows as JSON')
     return p
@@ -267,10 +267,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         budget = QUICK if args.quick else FULL
+        if not 1 <= args.jobs <= (os.cpu_count() or 1):
+            raise ConfigError(f'--jobs {args.jobs}: give 1 to {os.cpu_count()} (this machine\'s CPU count)')
         print(f'training {len(args.rows)} row(s) under {args.output}/ ({"quick" if args.quick else "full"} '
               f'budget; per run: name, model, held-out result, time)', flush=True)
         start = time.perf_counter()
-        rows = run_proof(args.output, budget, args.rows, args.fastmim_models)
+        rows = run_proof(args.output, budget, args.rows, args.fastmim_models, workers=args.jobs)
     except (ConfigError, DataError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
