@@ -12,13 +12,19 @@ REPO = Path(__file__).parents[2]
 TINY = ['--model', 'test_resnet', '--img-size', '32', '--batch-size', '16', '--warmup-epochs', '0',
         '--no-progress', '--threads', '1']
 
-# Trains through zoo.train.train with a step hook that records the step it is about to take.
+# Trains through zoo.train.train with a step hook that records the step it is about to take, and holds the run
+# there from step 5 on (mid second epoch), so that on a fast machine the kill cannot land after the epoch's end.
 RUNNER = '''
-import sys
+import sys, time
 from pathlib import Path
 from zoo.train import parse_config, train
-marker = Path(sys.argv[1])
-train(parse_config(sys.argv[2:]), step_hooks=[lambda step, total: marker.write_text(str(step))])
+
+def hook(step, total):
+    Path(sys.argv[1]).write_text(str(step))
+    if step >= 5:
+        time.sleep(600)
+
+train(parse_config(sys.argv[2:]), step_hooks=[hook])
 '''
 
 
