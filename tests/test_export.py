@@ -30,16 +30,19 @@ FAMILY_VARIANTS = {
 }
 
 
-def with_batchnorm_statistics(model: torch.nn.Module, inputs: torch.Tensor) -> torch.nn.Module:
+def with_batchnorm_statistics(model: torch.nn.Module, inputs: torch.Tensor, min_variance: float = 0.) -> torch.nn.Module:
     """Running statistics averaged over three random batches shaped like ``inputs``, then eval mode."""
-    return gather_batchnorm_statistics(model, lambda: torch.randn_like(inputs))
+    return gather_batchnorm_statistics(model, lambda: torch.randn_like(inputs), min_variance=min_variance)
 
 
 def _model(name: str) -> tuple[torch.nn.Module, int]:
     size = FAMILY_VARIANTS[name]
     model = zoo.create_model(name)
-    frames = (model.num_frames,) if zoo.model_info(name).task == 'video' else ()
-    return with_batchnorm_statistics(model, torch.empty(4, 3, *frames, size, size)), size
+    video = zoo.model_info(name).task == 'video'
+    frames = (model.num_frames,) if video else ()
+    # a small clip leaves SqueezeTime's late stages 1 x 1, where gathered variances near 0 amplify float32 rounding
+    # (float32 then differs from float64 by 2e-4, and the check would compare roundings); floored, it is ~1e-6
+    return with_batchnorm_statistics(model, torch.empty(4, 3, *frames, size, size), 0.1 if video else 0.), size
 
 
 @pytest.mark.parametrize('fmt', ['onnx', 'torch-export'])
@@ -50,8 +53,7 @@ def test_export_round_trip(name, fmt, tmp_path, one_thread):
     report = export_model(model, out, fmt, img_size=(size, size), dynamic_batch=True, name=name)
     assert out.is_file() and [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary left
     assert report.checked_batch == 3 and report.input_shape[0] == 2
-    # above 1e-4 only within the model's own float32 rounding (SqueezeTime: float32 is 2e-4 from float64)
-    assert report.max_rel < 1e-4 or report.max_rel <= 2 * report.float32_noise
+    assert report.max_rel < 1e-4 and report.float32_noise is None  # the float32-rounding rule is tested below
     for check in report.checks:
         assert check.top1 in (None, 1.0)
     with torch.no_grad():
@@ -71,6 +73,23 @@ def test_failed_check_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match=r'differs from the eager model: output 0: max abs diff 1'):
         export_model('ghostnet_050', tmp_path / 'g.onnx', img_size=(32, 32))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('noise, kept', [(1.5e-3, True), (2.5e-3, False)])
+def test_difference_above_tolerance_is_kept_only_within_twice_float32_rounding(noise, kept, tmp_path, monkeypatch):
+    """A file may differ by more than 1e-4 only where eager float32 itself is that far from float64 (stated as
+    1e-3 here): within twice that it is kept, beyond it refused."""
+    real = zoo.export._run_onnx
+    monkeypatch.setattr(zoo.export, '_run_onnx', lambda path, inputs: [t * (1 + noise) for t in real(path, inputs)])
+    monkeypatch.setattr(zoo.export, '_float32_noise', lambda model, inputs, reference: 1e-3)
+    out = tmp_path / 'g.onnx'
+    if kept:
+        report = export_model('ghostnet_050', out, img_size=(32, 32))
+        assert out.is_file() and report.float32_noise == 1e-3 and report.max_rel == pytest.approx(noise, rel=1e-3)
+    else:
+        with pytest.raises(ExportError, match='eager float32 differs from float64 by 0.001'):
+            export_model('ghostnet_050', out, img_size=(32, 32))
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_compare_outputs_reports_top_k():
