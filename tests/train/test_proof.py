@@ -93,6 +93,9 @@ def test_fastmim_recipe_per_family():
                                          'ghostnet_050', 'pvig_ti_224_gelu')] == [0.70, 0.80, 0.75, 0.75, None, None]
     assert finetune_options('ghostnet_050') == {} and finetune_options('slab_pvt_v2_b0') == {'layer_decay': 0.75}
     assert training_options('slab_swin_t') == TRANSFORMER_TRAINING and training_options('pvt_v2_b0') == {}
+    assert training_options('vit_tiny_patch16_224') == {**TRANSFORMER_TRAINING, 'global_pool': 'avg'}
+    vit = plan(['fastmim'], QUICK, ['vit_tiny_patch16_224'], Path('out'))
+    assert all(job.options['global_pool'] == 'avg' for job in vit.values())  # pre-training too: the keys must fit
     jobs = plan(['fastmim'], QUICK, ['slab_swin_t'], Path('out'))
     assert jobs['fastmim_finetune_slab_swin_t'].needs == ('fastmim_pretrain_slab_swin_t',)
     assert jobs['fastmim_finetune_slab_swin_t'].options['lr'] == jobs['scratch_slab_swin_t'].options['lr'] == 1e-3

@@ -156,3 +156,14 @@ def test_folder_training_and_cli_errors(tmp_path, capsys):
     assert 'corrupt image' in err and '9.png' in err
     assert main(['--dataset', 'folder', '--data-dir', str(tmp_path / 'missing'), '--output', str(tmp_path / 'r2')]) == 2
     assert 'does not exist' in capsys.readouterr().err
+
+
+def test_global_pool_reaches_the_model_and_a_bad_one_is_one_line(tmp_path, capsys):
+    from zoo.train.networks import create_student
+    vit = create_student(make_config(dict(model='vit_tiny_patch16_224', img_size=32, global_pool='avg')), 10)
+    assert vit.global_pool == 'avg' and isinstance(vit.norm, torch.nn.Identity)  # timm's fc_norm takes over
+    args = ['--model', 'ghostnet_050', '--global-pool', 'cls', '--epochs', '1', '--output', str(tmp_path / 'r')]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and "ghostnet_050 does not take --global-pool cls" in err, err
+    assert not (tmp_path / 'r').exists()

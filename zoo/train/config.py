@@ -59,6 +59,7 @@ class TrainConfig:
     initial_checkpoint: str = ''
     drop: float = 0.
     drop_path: Optional[float] = None
+    global_pool: Optional[str] = None  # timm's pooling option (ViT: 'token' or 'avg', as MAE / FastMIM fine-tune); None: the model's
     # optimisation (timm create_optimizer_v2 / create_scheduler_v2)
     epochs: int = 8
     batch_size: int = 32

@@ -7,12 +7,18 @@ PVTv2 and CMT runs take). The zoo's other attention and MLP encoders take the va
 FastMIM has no fine-tuning recipe for CNNs or graph networks, and decay hurts them here: on the digits (3 + 3
 epochs, 32 px) decay 0.75 cost ghostnet_050 31 points and pvig_ti_224_gelu 4.4 against plain fine-tuning,
 while it gained wavemlp_t 10.6 and vit_tiny 31. They fine-tune plainly.
+
+FastMIM (as MAE) also fine-tunes ViTs on the average of the patch tokens (``--global-pool avg``; timm then
+normalises the pooled features with ``fc_norm`` instead of the tokens with ``norm``), since masked-image
+pre-training never trains the class token for classification. The pooling changes the model's keys, so it is
+chosen at pre-training already. On the digits (3 + 3 epochs, 32 px, layer decay 0.70) it took fine-tuned
+vit_tiny from 83.06% to 86.67%, against 88.89% from scratch with either pooling.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ['LAYER_DECAY', 'layer_decay_for']
+__all__ = ['LAYER_DECAY', 'AVERAGE_POOLED', 'layer_decay_for', 'encoder_options']
 
 #: (model-name prefixes, layer decay), first match wins
 LAYER_DECAY: tuple[tuple[tuple[str, ...], float], ...] = (
@@ -20,6 +26,15 @@ LAYER_DECAY: tuple[tuple[tuple[str, ...], float], ...] = (
     (('swin', 'slab_swin', 'slab_cswin'), 0.80),
     (('pvt', 'slab_pvt', 'wavemlp', 'hire_mlp', 'ptnt', 'tnt'), 0.75),
 )
+
+
+#: model-name prefixes of timm's ViTs, which FastMIM pools by averaging patch tokens
+AVERAGE_POOLED = ('vit_', 'deit_')
+
+
+def encoder_options(model: str) -> dict[str, str]:
+    """Options of FastMIM's encoder for ``model`` at pre-training, fine-tuning and its scratch baseline alike."""
+    return {'global_pool': 'avg'} if model.startswith(AVERAGE_POOLED) else {}
 
 
 def layer_decay_for(model: str) -> Optional[float]:

@@ -88,7 +88,15 @@ def create_student(cfg: TrainConfig, num_classes: int) -> nn.Module:
     kwargs: dict[str, Any] = dict(num_classes=num_classes, drop_rate=cfg.drop)
     if cfg.drop_path is not None:
         kwargs['drop_path_rate'] = cfg.drop_path
-    model = _create(cfg.model, cfg.img_size, pretrained=cfg.pretrained, **kwargs)
+    if cfg.global_pool is not None:
+        kwargs['global_pool'] = cfg.global_pool
+    try:
+        model = _create(cfg.model, cfg.img_size, pretrained=cfg.pretrained, **kwargs)
+    except (TypeError, AssertionError, ValueError) as e:
+        if cfg.global_pool is None or isinstance(e, ValueError) and 'pool' not in str(e):
+            raise
+        raise ConfigError(f'{cfg.model} does not take --global-pool {cfg.global_pool} ({e or type(e).__name__}); '
+                          'leave it out for the model\'s own pooling') from None
     if cfg.initial_checkpoint:
         load_initial_weights(model, cfg.initial_checkpoint)
     return model

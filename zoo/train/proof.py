@@ -42,7 +42,7 @@ import torch
 
 from .config import ConfigError, make_config
 from .data import DataError, build_datasets
-from .fastmim_finetune import layer_decay_for
+from .fastmim_finetune import encoder_options, layer_decay_for
 from .networks import check_model_name
 from .proof_runs import Job, Runs
 from .text_align import sample_keys, write_text_embeddings
@@ -135,7 +135,7 @@ def trait_embeddings(cfg_values: dict[str, Any], path: Path) -> Path:
 
 def training_options(model: str) -> dict[str, Any]:
     """The fastmim row's options for ``model`` beyond the common ones, for fine-tuning and scratch alike."""
-    return dict(TRANSFORMER_TRAINING) if model.startswith(TRANSFORMER_PREFIXES) else {}
+    return {**(TRANSFORMER_TRAINING if model.startswith(TRANSFORMER_PREFIXES) else {}), **encoder_options(model)}
 
 
 def finetune_options(model: str) -> dict[str, Any]:
@@ -189,7 +189,8 @@ def run_proof(out: str | Path, budget: Budget = FULL, rows: Sequence[str] = ROWS
     if 'fastmim' in rows:
         for model in fastmim_models:
             recipe = {**training_options(model), **finetune_options(model)}
-            options = ''.join(f', {k.replace("_", " ")} {v:g}' for k, v in recipe.items())
+            options = ''.join(f', {k.replace("_", " ")} {v:g}' if isinstance(v, float) else f', {k.replace("_", " ")} {v}'
+                              for k, v in recipe.items())
             add(Row('fastmim', model, f'FastMIM pre-training ({b.describe(b.mim_epochs)}) + fine-tuning{options}',
                     runs.top1(f'fastmim_finetune_{model}'), 'scratch', runs.top1(f'scratch_{model}'),
                     b.describe(b.epochs)),
@@ -220,7 +221,8 @@ def plan(rows: Sequence[str], budget: Budget, fastmim_models: Sequence[str], out
     if 'fastmim' in rows:
         for model in fastmim_models:
             pretrain = f'fastmim_pretrain_{model}'
-            jobs[pretrain] = Job(dict(model=model, paradigm='fastmim', epochs=budget.mim_epochs))
+            jobs[pretrain] = Job(dict(model=model, paradigm='fastmim', epochs=budget.mim_epochs,
+                                      **encoder_options(model)))
             jobs[f'fastmim_finetune_{model}'] = Job(
                 dict(model=model, **training_options(model), **finetune_options(model),
                      initial_checkpoint=str(out / pretrain / 'last.pth')), needs=(pretrain,))
