@@ -8,7 +8,6 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from ...models.tinysam.modeling.tiny_sam import PIXEL_MEAN, PIXEL_STD  # one source for the normalisation
-from ..layers.bilinear_resize import resize_bilinear
 from .image_encoder import TinySamImageEncoder
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
@@ -46,9 +45,9 @@ class TinySam(nn.Cell):
 
     def postprocess_masks(self, masks: Tensor, input_size: Tuple[int, int], original_size: Tuple[int, int]) -> Tensor:
         """Low-resolution logits -> logits at the original image size (padding removed), bilinear as torch."""
-        masks = resize_bilinear(masks, (self.img_size, self.img_size))
+        masks = ops.interpolate(masks, size=(self.img_size, self.img_size), mode='bilinear', align_corners=False)
         masks = masks[..., :input_size[0], :input_size[1]]
-        return resize_bilinear(masks, tuple(original_size))
+        return ops.interpolate(masks, size=tuple(original_size), mode='bilinear', align_corners=False)
 
     def decode(self, image_embeddings: Tensor, point_coords: Optional[Tensor] = None,
                point_labels: Optional[Tensor] = None, boxes: Optional[Tensor] = None,
