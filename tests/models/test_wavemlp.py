@@ -6,6 +6,7 @@ every variant, and the official eval output on deterministic weights for some of
 import pytest
 import timm
 import torch
+from torch import nn
 
 import zoo
 from fidelity import manifest_of, fixture_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record
@@ -147,3 +148,58 @@ def test_grad_checkpointing_keeps_outputs():
     out = model(x)
     out.sum().backward()
     assert max_abs_diff(out, ref) == 0 and x.grad is not None
+
+
+def _reference_patm(mixer, x):
+    """PATM as the official code computes it: five separate 1x1 / depth-wise convs, BatchNorm after the
+    phase convs, the grouped token fc over the unfolded wave."""
+    theta_h, theta_w = mixer.theta_h_conv(x), mixer.theta_w_conv(x)
+    h = mixer.tfc_h(unfold_wave(mixer.fc_h(x), theta_h))
+    w = mixer.tfc_w(unfold_wave(mixer.fc_w(x), theta_w))
+    return mixer.proj(mixer.reweight([h, w, mixer.fc_c(x)]))
+
+
+def _relative(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def _assert_grads_close(fast, ref, tol):
+    """Each gradient to ``tol`` relative; one that is zero in exact arithmetic (a bias just before a
+    train-mode BatchNorm, whose output ignores it) holds only rounding noise, so it is held to ``tol``
+    of the largest gradient instead."""
+    largest = max(r.norm() for r in ref)
+    for f, r in zip(fast, ref):
+        assert (f - r).norm() <= tol * max(r.norm(), largest if r.norm() < 1e-4 * largest else 0)
+
+
+@pytest.mark.parametrize('phase_mode', ['fc', 'depthwise'])
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_fast_mixing_equals_reference_arithmetic(dtype, phase_mode, mode, channels_last):
+    """The fast PATM (eval: the five projections as one conv of concatenated weights with the phase
+    BatchNorms folded in; always: the grouped token fc as a depth-wise conv and a pair sum) computes what
+    the separate modules compute, forward and backward, in either memory layout: to 1e-6 relative in float32
+    (gradients through a train-mode BatchNorm 1e-5), to 1e-10 in float64 (the same arithmetic)."""
+    torch.manual_seed(0)
+    mixer = PhaseAwareTokenMixing(16, qkv_bias=True, phase_mode=phase_mode)
+    for bn in (mixer.theta_h_conv[1], mixer.theta_w_conv[1]):  # statistics that make the folding matter
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        nn.init.uniform_(bn.weight, 0.5, 1.5)
+        nn.init.uniform_(bn.bias, -0.5, 0.5)
+    mixer.train(mode == 'train').to(dtype)
+    x = torch.randn(2, 16, 9, 11, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grads = []
+    outs = []
+    for fn in (mixer, lambda t: _reference_patm(mixer, t)):
+        xi = x.clone().requires_grad_(True)
+        out = fn(xi)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape))
+        outs.append(out)
+        grads.append([xi.grad] + [p.grad.clone() for p in mixer.parameters()])
+        mixer.zero_grad()
+    assert _relative(outs[0], outs[1]) < (1e-6 if dtype == torch.float32 else 1e-10)
+    _assert_grads_close(*grads, 1e-5 if dtype == torch.float32 else 1e-10)
