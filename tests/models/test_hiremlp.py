@@ -12,7 +12,8 @@ import torch.nn.functional as F
 import zoo
 from fidelity import manifest_of, fixture_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record
 from zoo.benchmark import count_macs
-from zoo.models.hiremlp import gather_regions, scatter_regions
+from zoo.models.hiremlp import (HierarchicalRearrangeMixing, gather_regions, scatter_regions, shift_and_pad,
+                                 unstack_regions)
 
 VARIANTS = ['hire_mlp_tiny', 'hire_mlp_small', 'hire_mlp_base', 'hire_mlp_large']
 SMALL = ['hire_mlp_tiny', 'hire_mlp_small']
@@ -163,3 +164,78 @@ def test_bad_input_is_a_clear_error(tiny):
         tiny(torch.randn(1, 1, 64, 64))
     with pytest.raises(ValueError, match='at least 3x3'):
         tiny(torch.randn(1, 3, 64, 2))
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('dim', [2, 3])
+@pytest.mark.parametrize('size,region_size,shift', [(12, 4, 2), (10, 3, 1), (7, 2, 0), (1, 3, 1)])
+def test_fast_region_steps_equal_gather_and_scatter(channels_last, dim, size, region_size, shift):
+    """shift_and_pad + a (p x 1) conv of stride p equals gather_regions + a 1x1 conv, and
+    unstack_regions equals scatter_regions, exactly (small integers: no rounding), in either memory layout."""
+    shape = [2, 5, 6, 7]
+    shape[dim] = size
+    x = torch.randint(-8, 8, shape).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randint(-4, 4, (3, 5 * region_size, 1, 1)).float()  # channel c * p + i: row i of channel c
+    kernel = (region_size, 1) if dim == 2 else (1, region_size)
+    shifted = shift_and_pad(x, dim, region_size, shift)
+    assert shifted.shape[dim] == -(-size // region_size) * region_size
+    stacked = gather_regions(x, dim, region_size, shift)
+    assert torch.equal(F.conv2d(shifted, weight.reshape(3, 5, *kernel), stride=kernel), F.conv2d(stacked, weight))
+    assert torch.equal(unstack_regions(stacked, dim, region_size, shift, size), x)
+    assert torch.equal(unstack_regions(stacked, dim, region_size, shift, size),
+                       scatter_regions(stacked, dim, region_size, shift, size))
+
+
+def _reference_region_mixing(mixer, x):
+    """Hire-MLP's token mixer as the official code computes it: stack the regions, the two-layer region
+    MLPs as 1x1 convs, unstack."""
+    p, s = mixer.region_size, mixer.shift
+    h = gather_regions(x, 2, p, s)
+    h = scatter_regions(mixer.mlp_h2(mixer.act(mixer.mlp_h1_norm(mixer.mlp_h1(h)))), 2, p, s, x.shape[2])
+    w = gather_regions(x, 3, p, s)
+    w = scatter_regions(mixer.mlp_w2(mixer.act(mixer.mlp_w1_norm(mixer.mlp_w1(w)))), 3, p, s, x.shape[3])
+    return mixer.proj(mixer.reweight([h, w, mixer.mlp_c(x)]))
+
+
+@pytest.mark.parametrize('region_size,shift,size', [(4, 2, (12, 12)), (3, 1, (7, 10)), (2, 0, (1, 3))])
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_fast_mixing_equals_reference_arithmetic(dtype, region_size, shift, size, mode, channels_last):
+    """The fast token mixer (regions never stacked, one gather to unstack) computes what the stacked
+    official form computes, forward and backward, in either memory layout: to 1e-6 relative in float32
+    (gradients through a train-mode BatchNorm 1e-5), to 1e-10 in float64 (the same arithmetic)."""
+    torch.manual_seed(0)
+    mixer = HierarchicalRearrangeMixing(8, region_size=region_size, shift=shift)
+    for bn in (mixer.mlp_h1_norm, mixer.mlp_w1_norm):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    mixer.train(mode == 'train').to(dtype)
+    x = torch.randn(3, 8, *size, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    outs, grads = [], []
+    for fn in (mixer, lambda t: _reference_region_mixing(mixer, t)):
+        xi = x.clone().requires_grad_(True)
+        out = fn(xi)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape))
+        outs.append(out)
+        grads.append([xi.grad] + [p.grad.clone() for p in mixer.parameters()])
+        mixer.zero_grad()
+    assert _relative(outs[0], outs[1]) < (1e-6 if dtype == torch.float32 else 1e-10)
+    _assert_grads_close(*grads, 1e-5 if dtype == torch.float32 else 1e-10)
+
+
+def _relative(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def _assert_grads_close(fast, ref, tol):
+    """Each gradient to ``tol`` relative; one that is zero in exact arithmetic (a bias just before a
+    train-mode BatchNorm, whose output ignores it) holds only rounding noise, so it is held to ``tol``
+    of the largest gradient instead."""
+    largest = max(r.norm() for r in ref)
+    for f, r in zip(fast, ref):
+        assert (f - r).norm() <= tol * max(r.norm(), largest if r.norm() < 1e-4 * largest else 0)

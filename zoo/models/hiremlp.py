@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import torch
+import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import register_notrace_function
 from timm.models import build_model_with_cfg, generate_default_cfgs
@@ -30,7 +31,8 @@ from ..layers.factory_kwargs import with_factory_kwargs
 from .mixer_pyramid import MixerPyramid
 from ..registry import register_model
 
-__all__ = ['HireMLP', 'HierarchicalRearrangeMixing', 'gather_regions', 'scatter_regions']
+__all__ = ['HireMLP', 'HierarchicalRearrangeMixing', 'gather_regions', 'scatter_regions', 'shift_and_pad',
+           'unstack_regions']
 
 
 def _wrapped_positions(length: int, offset: int, size: int, device: torch.device) -> torch.Tensor:
@@ -77,6 +79,35 @@ def scatter_regions(x: torch.Tensor, dim: int, region_size: int, shift: int, siz
     return x
 
 
+@register_notrace_function  # padding depends on the map size: a leaf for torch.fx
+def shift_and_pad(x: torch.Tensor, dim: int, region_size: int, shift: int) -> torch.Tensor:
+    """The shift and circular padding of :func:`gather_regions` without the stacking: (B, C, padded, W)
+    for dim 2. The rows (columns) are gathered in NHWC memory, where each is one contiguous block."""
+    size = x.shape[dim]
+    padded = (size + region_size - 1) // region_size * region_size
+    if not shift and padded == size:
+        return x
+    positions = _wrapped_positions(padded, -shift, size, x.device)
+    return x.permute(0, 2, 3, 1).index_select(dim - 1, positions).permute(0, 3, 1, 2)
+
+
+@register_notrace_function  # cropping depends on the map size: a leaf for torch.fx
+def unstack_regions(x: torch.Tensor, dim: int, region_size: int, shift: int, size: int) -> torch.Tensor:
+    """:func:`scatter_regions` as ONE gather in NHWC memory: unstacking, cropping and undoing the shift
+    each copied the whole map before. Returns (B, C, size, W) for dim 2, (B, C, H, size) for dim 3."""
+    B, stacked, rows, cols = x.shape
+    C = stacked // region_size
+    # NHWC view (B, rows, cols, C, region_size): channel c * region_size + i is row (column) i of a region
+    x = x.permute(0, 2, 3, 1).reshape(B, rows, cols, C, region_size)
+    source = _wrapped_positions(size, shift, size, x.device)  # row of the unstacked map for each output row
+    region, within = source // region_size, source % region_size
+    if dim == 2:
+        out = x.permute(0, 1, 4, 2, 3)[:, region, within]  # (B, size, cols, C)
+    else:
+        out = x.permute(0, 1, 2, 4, 3)[:, :, region, within]  # (B, rows, size, C)
+    return out.permute(0, 3, 1, 2)
+
+
 class HierarchicalRearrangeMixing(nn.Module):
     """Hire-MLP token mixer: region MLPs along height and width (after a circular shift of ``shift``)
     plus a channel fc, fused by split attention."""
@@ -97,15 +128,23 @@ class HierarchicalRearrangeMixing(nn.Module):
         self.reweight = BranchReweight(dim, num_branches=3)
         self.proj = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2], x.shape[-1]
+    def _region_mlp(
+            self, x: torch.Tensor, dim: int, fc1: nn.Conv2d, norm: nn.Module, fc2: nn.Conv2d,
+    ) -> torch.Tensor:
+        """``scatter_regions(fc2(act(norm(fc1(gather_regions(x))))))`` with the same arithmetic and fewer
+        copies: fc1 on the stacked regions is a (p x 1) conv of stride p on the shifted map (its weight
+        viewed so, channel c * p + i being row i of channel c), so the regions are never stacked; and
+        the unstacking is one gather (:func:`unstack_regions`)."""
         p, s = self.region_size, self.shift
-        h = gather_regions(x, 2, p, s)
-        h = self.mlp_h2(self.act(self.mlp_h1_norm(self.mlp_h1(h))))
-        h = scatter_regions(h, 2, p, s, H)
-        w = gather_regions(x, 3, p, s)
-        w = self.mlp_w2(self.act(self.mlp_w1_norm(self.mlp_w1(w))))
-        w = scatter_regions(w, 3, p, s, W)
+        kernel = (p, 1) if dim == 2 else (1, p)
+        weight = fc1.weight.reshape(fc1.out_channels, x.shape[1], *kernel)
+        y = F.conv2d(shift_and_pad(x, dim, p, s), weight, fc1.bias, kernel)
+        y = fc2(self.act(norm(y)))
+        return unstack_regions(y, dim, p, s, x.shape[dim])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
+        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
         c = self.mlp_c(x)
         return self.proj(self.reweight([h, w, c]))
 
