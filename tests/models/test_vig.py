@@ -12,6 +12,7 @@ from fidelity import (
     deterministic_state_dict, load_fixture, make_input, manifest_of, max_abs_diff, tensor_from_record,
 )
 from zoo.benchmark import count_macs
+from zoo.layers.conv_ffn import ConvFFN
 from zoo.layers.grapher import Grapher
 from zoo.layers.knn_graph import (
     dilate_neighbours, gather_max_neighbours, knn_graph, resize_relative_position_bias,
@@ -230,3 +231,54 @@ def test_channel_error_names_the_constraint():
         model(torch.randn(1, 4, 64, 64))
     with pytest.raises(ValueError, match='multiples of 32'):
         model(torch.randn(1, 3, 80, 64))
+
+
+def test_unsorted_knn_and_autograd_gather_give_the_same_neighbours():
+    g = torch.Generator().manual_seed(2)
+    x = torch.nn.functional.normalize(torch.randn(2, 16, 50, generator=g), dim=1)
+    y = torch.nn.functional.normalize(torch.randn(2, 16, 20, generator=g), dim=1)
+    full = knn_graph(x, y, 6)
+    assert torch.equal(knn_graph(x, y, 6, sorted=False).sort(-1).values, full.sort(-1).values)
+    # the running maximum works in place without autograd, out of place with it: the same values
+    y = y.requires_grad_()
+    assert torch.equal(gather_max_neighbours(y, full), gather_max_neighbours(y.detach(), full))
+
+
+def _randomise_norms(module: torch.nn.Module) -> None:
+    g = torch.Generator().manual_seed(3)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            for t, (lo, hi) in ((m.running_mean, (-0.5, 0.5)), (m.running_var, (0.5, 2.0)),
+                                (m.weight.data, (0.5, 1.5)), (m.bias.data, (-0.5, 0.5))):
+                t.copy_(torch.rand(t.shape, generator=g, dtype=t.dtype) * (hi - lo) + lo)
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+def test_fused_block_equals_module_by_module(mode, monkeypatch):
+    """The blocks' (1x1 conv, BatchNorm) pairs run as batched matmuls with eval-mode BatchNorm folded in, the
+    graph conv on per-group (x, rel) blocks with permuted weight columns: the same outputs and gradients as the
+    modules called one by one (in float64, so no near-tied neighbour can flip)."""
+    import copy
+    import zoo.layers.grapher as grapher_module
+    import zoo.layers.pointwise as pointwise_module
+
+    torch.manual_seed(0)
+    fused = torch.nn.Sequential(
+        Grapher(16, k=4, dilation=2, reduction=2, grid=8, relative_pos=True),
+        ConvFFN(16, 64)).double()
+    _randomise_norms(fused)
+    plain = copy.deepcopy(fused)
+    fused.train(mode == 'train'), plain.train(mode == 'train')
+    x = torch.randn(2, 16, 8, 8, dtype=torch.float64)
+    out_fused = fused(x)
+    out_fused.square().sum().backward()
+    if mode == 'eval':
+        with torch.no_grad():  # the in-place path taken without autograd
+            assert torch.equal(fused(x), out_fused)
+    monkeypatch.setattr(pointwise_module, 'foldable', lambda *a: False)
+    monkeypatch.setattr(grapher_module, 'foldable', lambda *a: False)
+    out_plain = plain(x)
+    out_plain.square().sum().backward()
+    assert (out_fused - out_plain).abs().max() < 1e-10
+    for (name, a), b in zip(fused.named_parameters(), plain.parameters()):
+        assert (a.grad - b.grad).abs().max() < 1e-9 * max(1.0, b.grad.abs().max().item()), name

@@ -17,6 +17,7 @@ from .knn_graph import (
     dilate_neighbours, gather_max_neighbours, knn_graph, resize_relative_position_bias,
     sincos_relative_position_bias,
 )
+from .pointwise import activate, conv_bn, folded_conv_bn, foldable, pointwise_conv
 
 __all__ = ['MaxRelativeConv', 'DynamicGraphConv', 'Grapher', 'grid_position_bias']
 
@@ -25,7 +26,10 @@ class MaxRelativeConv(nn.Module):
     """Max-relative graph convolution: ``[x_i, max_j (x_j - x_i)]`` then a grouped 1x1 conv, BN, act.
 
     ``max_j (x_j - x_i) == max_j x_j - x_i`` exactly (rounding is monotone), so the centre features are
-    never gathered.
+    never gathered. The grouped conv was trained on channels interleaved as (x_0, rel_0, x_1, rel_1, ...);
+    it runs as one batched product (:mod:`~zoo.layers.pointwise`) on the features laid out per group as
+    (x block, rel block), with the weight's columns permuted to match at call time: one copy fewer than an
+    interleave, no oneDNN reorder, eval-mode BatchNorm folded. Same arithmetic up to float rounding.
     """
 
     def __init__(self, in_chs: int, out_chs: int, act_layer: Type[nn.Module] = nn.GELU, groups: int = 4):
@@ -40,9 +44,18 @@ class MaxRelativeConv(nn.Module):
         """x: (B, C, N) nodes, y: (B, C, M) candidates, idx: (B, N, k) neighbours -> (B, out, N, 1)."""
         B, C, N = x.shape
         rel = gather_max_neighbours(y, idx) - x
-        # channels interleaved as (x_0, rel_0, x_1, rel_1, ...), the layout the grouped conv was trained on
-        feats = torch.stack([x, rel], dim=2).reshape(B, 2 * C, N, 1)
-        return self.nn(feats)
+        conv, bn, act = self.nn[0], self.nn[1], self.nn[2]
+        g = conv.groups
+        if not foldable(conv, bn) or C % g:
+            # channels interleaved as (x_0, rel_0, x_1, rel_1, ...), the layout the grouped conv was trained on
+            return self.nn(torch.stack([x, rel], dim=2).reshape(B, 2 * C, N, 1))
+        # per group: its C/g channels of x, then the same of rel (a view of rel, however it is strided)
+        feats = torch.cat([x.reshape(B, g, C // g, N), rel.view(B, g, C // g, N)], dim=2).view(B, 2 * C, N)
+        weight, bias, folded = folded_conv_bn(conv, bn)
+        # interleaved column 2c + t (t = 0: x, 1: rel) of each group -> column t * (C / g) + c
+        weight = weight.view(weight.shape[0], C // g, 2).transpose(1, 2).reshape(weight.shape[0], 2 * C // g)
+        out = pointwise_conv(feats, weight, bias, g).unsqueeze(-1)
+        return activate(act, out if folded else bn(out))
 
 
 @register_notrace_module  # the graph depends on the data and the grid size: a leaf for torch.fx
@@ -88,7 +101,9 @@ class DynamicGraphConv(nn.Module):
         m = y.shape[-1]
         k = min(self.k, m)
         dilation = max(1, min(self.dilation, m // k))
-        idx = knn_graph(F.normalize(x, dim=1), F.normalize(y, dim=1), k * dilation, bias)
+        # without dilation or sampling the order of the neighbours is lost in the max: skip sorting them
+        ordered = dilation > 1 or (self.stochastic and self.training)
+        idx = knn_graph(F.normalize(x, dim=1), F.normalize(y, dim=1), k * dilation, bias, sorted=ordered)
         idx = dilate_neighbours(idx, k, dilation, self.stochastic, self.epsilon, self.training)
         return self.gconv(x, y, idx).reshape(B, -1, H, W)
 
@@ -148,7 +163,8 @@ class Grapher(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.fc1(x)
+        x = conv_bn(self.fc1, x)  # (1x1 conv, BN) pairs as batched matmuls: see zoo.layers.pointwise
         x = self.graph_conv(x, self.position_bias((x.shape[-2], x.shape[-1])))
-        x = self.fc2(x)
-        return self.drop_path(x) + shortcut
+        if self.training and not isinstance(self.drop_path, nn.Identity):
+            return self.drop_path(conv_bn(self.fc2, x)) + shortcut
+        return conv_bn(self.fc2, x, residual=shortcut)  # DropPath is the identity in eval mode

@@ -30,6 +30,7 @@ def knn_graph(
         k: int,
         bias: Optional[torch.Tensor] = None,
         max_chunk: int = MAX_DISTANCES_PER_CHUNK,
+        sorted: bool = True,
 ) -> torch.Tensor:
     """Indices of the ``k`` candidates of ``y`` nearest to each query of ``x`` (nearest first).
 
@@ -39,6 +40,8 @@ def knn_graph(
         k: neighbours per query, at most M.
         bias: optional (1, N, M) or (B, N, M) term added to the squared distances.
         max_chunk: bound on the number of distances computed at once per sample.
+        sorted: nearest first; ``False`` returns the same set in any order (cheaper: for callers that
+            neither dilate nor sample the list, such as a max over the neighbours).
 
     Returns:
         (B, N, k) int64 indices into the M candidates.
@@ -57,7 +60,7 @@ def knn_graph(
             dist = torch.bmm(xt[:, start:end], y).mul_(-2).add_(x_sq[:, start:end]).add_(y_sq)
             if bias is not None:
                 dist.add_(bias[:, start:end])
-            out.append(torch.topk(dist, k, dim=-1, largest=False).indices)
+            out.append(torch.topk(dist, k, dim=-1, largest=False, sorted=sorted).indices)
         return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
 
@@ -96,8 +99,11 @@ def gather_max_neighbours(y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     rows = (idx + (torch.arange(B, device=idx.device) * M).view(B, 1, 1)).view(B * N, k)
     # one neighbour at a time: a running maximum of (B*N, C) rows instead of a (B, N, k, C) gather
     out = flat.index_select(0, rows[:, 0])
+    in_place = not (torch.is_grad_enabled() and y.requires_grad)  # autograd's maximum needs both operands
     for j in range(1, k):
-        out = torch.maximum(out, flat.index_select(0, rows[:, j]))
+        rows_j = flat.index_select(0, rows[:, j])
+        # clamp_min_ with a tensor bound is the same elementwise maximum, without a new (B*N, C) buffer
+        out = out.clamp_min_(rows_j) if in_place else torch.maximum(out, rows_j)
     return out.view(B, N, C).transpose(1, 2)
 
 

@@ -1,0 +1,88 @@
+"""1x1 convolutions (+ BatchNorm) of ViG run as batched matrix products over (B, C, H*W) maps.
+
+Why: PyTorch sends an NCHW 1x1 convolution to oneDNN when it runs on several threads, which reorders the
+map into its blocked layout and back around every call (about 3x the matmul's time on ViG's 56x56 maps at
+2 threads), and to its slow reference kernel on one thread. ``torch.baddbmm`` on the NCHW map seen as
+(B, C, N) is the same product with no copies, and its bias term carries the BatchNorm's shift and, when
+asked, a residual. The modules and their parameters stay as they are (checkpoints, converters); only the
+call changes. In eval mode the BatchNorm is folded into the weight and bias inside every call (a few
+thousand numbers, recomputed each time, so never stale; differentiable). Same arithmetic up to float
+rounding.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ['foldable', 'folded_conv_bn', 'pointwise_conv', 'conv_bn', 'activate']
+
+
+def foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    """Whether ``(conv, bn)`` is a plain 1x1 conv followed by a BatchNorm this module knows how to run."""
+    return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and conv.kernel_size == (1, 1)
+            and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1))
+
+
+def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, Optional[torch.Tensor], bool]:
+    """(weight (O, C / groups), bias, folded): the conv's own, or with the eval-mode BatchNorm folded in."""
+    weight, bias = conv.weight.flatten(1), conv.bias
+    if bn.training or bn.running_var is None or bn.weight is None:
+        return weight, bias, False
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale if bias is None else bn.bias + (bias - bn.running_mean) * scale
+    return weight * scale[:, None], shift, True
+
+
+def pointwise_conv(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        groups: int = 1,
+        residual: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``conv1x1(x) + bias (+ residual)`` for x (B, C, N) and weight (O, C / groups) -> (B, O, N).
+
+    Groups are contiguous channel blocks, so a grouped conv is one batched product over (B * groups).
+    """
+    B, C, N = x.shape
+    O = weight.shape[0]
+    og, cg = O // groups, C // groups
+    w = weight.reshape(1, groups, og, cg).expand(B, groups, og, cg).reshape(B * groups, og, cg)
+    xg = x.reshape(B * groups, cg, N)
+    if bias is None and residual is None:
+        return torch.bmm(w, xg).view(B, O, N)
+    base = bias.view(1, O, 1) if bias is not None else None
+    if residual is not None:
+        base = residual if base is None else residual + base
+    if groups > 1:
+        base = base.expand(B, O, base.shape[-1]).reshape(B * groups, og, base.shape[-1])
+    return torch.baddbmm(base, w, xg).view(B, O, N)
+
+
+def conv_bn(pair: nn.Sequential, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``pair`` = (1x1 conv, BatchNorm) applied to x (B, C, H, W), plus ``residual`` if given.
+
+    ``residual`` is added in the product's bias term when the BatchNorm folds (eval mode), else afterwards.
+    Anything else than a plain (Conv2d, BatchNorm2d) pair runs module by module.
+    """
+    conv, bn = pair[0], pair[1]
+    if not foldable(conv, bn):
+        out = pair(x)
+        return out if residual is None else out + residual
+    B, _, H, W = x.shape
+    weight, bias, folded = folded_conv_bn(conv, bn)
+    if folded:
+        res = None if residual is None else residual.reshape(B, -1, H * W)
+        return pointwise_conv(x.reshape(B, -1, H * W), weight, bias, conv.groups, res).view(B, -1, H, W)
+    out = bn(pointwise_conv(x.reshape(B, -1, H * W), weight, bias, conv.groups).view(B, -1, H, W))
+    return out if residual is None else out + residual
+
+
+def activate(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)``; a GELU overwrites ``x`` when autograd is off (a fresh output of this size costs page faults
+    on every call: ViG's 8x320x56x56 hidden map is past the allocator's reuse threshold). Same kernel."""
+    if type(act) is nn.GELU and not torch.is_grad_enabled():
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    return act(x)
