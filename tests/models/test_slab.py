@@ -14,6 +14,7 @@ import pytest
 import timm
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import zoo
 from fidelity import (deterministic_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record)
@@ -252,38 +253,83 @@ def test_training_engine_hook_drives_the_norm_blend():
     assert all(not m.ln_weight for m in norms)  # RepBN alone once the blend is over
 
 
-class _CountOps(torch.overrides.TorchFunctionMode):
-    """Counts the torch functions and tensor methods a forward pass calls, by name."""
+class _CountAtenOps(TorchDispatchMode):
+    """Counts the aten operators a forward pass runs, by name (``addmm``, ``native_batch_norm``, ...)."""
 
     def __init__(self):
         super().__init__()
         self.calls: dict[str, int] = {}
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, '__name__', str(func))
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
         self.calls[name] = self.calls.get(name, 0) + 1
         return func(*args, **(kwargs or {}))
 
 
-def _op_counts(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
-    with torch.no_grad(), _CountOps() as counter:
+def _aten_counts(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    with torch.no_grad(), _CountAtenOps() as counter:
         model(x)
     return counter.calls
 
 
-@pytest.mark.parametrize('name', ['slab_deit_t', 'slab_pvt_v2_b0', 'slab_swin_t', 'slab_cswin_t', 'swin_t_prepbn'])
+#: the aten operators of each kind of product (a linear without bias is ``mm``, with one ``addmm``: folding a
+#: norm into a bias-free linear gives it a bias)
+_PRODUCTS = {'linear': ('addmm', 'mm', '_linear_pointwise'), 'batched': ('bmm', 'baddbmm'),
+             'conv': ('convolution',), 'attention': ('_scaled_dot_product_flash_attention_for_cpu',)}
+
+
+def _products(counts: dict[str, int]) -> dict[str, int]:
+    return {kind: sum(counts.get(op, 0) for op in ops) for kind, ops in _PRODUCTS.items()}
+
+
+@pytest.mark.parametrize('name', ['slab_deit_t', 'slab_pvt_t', 'slab_pvt_v2_b0', 'slab_swin_t', 'slab_cswin_t',
+                                  'swin_t_prepbn'])
 def test_deploy_form_does_strictly_less_work(name):
     """The speed claim, checked without timing: the deploy form runs no norm at all (every RepBN is folded
-    into a linear layer or convolution), the same matrix products, and fewer operations in total."""
+    into a linear layer or convolution, the rest are per-channel affines), the same matrix products and
+    convolutions, fewer aten operators in total, and gives the train form's eval outputs."""
     x = torch.randn(1, 3, 64, 64)
-    model = timm.create_model(name).eval()
-    before = _op_counts(model, x)
-    after = _op_counts(model.fuse(), x)
+    model = _calibrated(name, x)
+    before = _aten_counts(model, x)
+    with torch.no_grad():
+        out = model(x)
+        model.fuse()
+        fused_out = model(x)  # the plain inference call: the deploy linears' oneDNN path where it exists
+    after = _aten_counts(model, x)
     assert not any(isinstance(m, (RepBN, PRepBN, nn.BatchNorm1d)) for m in model.modules())
-    assert before.get('batch_norm', 0) > 0 and after.get('batch_norm', 0) == 0
-    assert after.get('linear', 0) == before.get('linear', 0)
+    assert before.get('native_batch_norm', 0) + before.get('_native_batch_norm_legit_no_training', 0) > 0
+    assert not any('batch_norm' in op or 'layer_norm' in op for op in after), after
+    assert _products(after) == _products(before)
     assert sum(after.values()) < sum(before.values()), (before, after)
-    assert count_macs(model, x) <= count_macs(timm.create_model(name).eval(), x)
+    assert count_macs(model, x) == count_macs(timm.create_model(name).eval(), x)
+    assert max_abs_diff(fused_out, out) < 1e-4
+
+
+@torch.no_grad()
+def test_deploy_linear_equals_linear_and_gelu_in_every_mode():
+    """The deploy form's linear layers: oneDNN in plain inference, ``F.linear`` (+ GELU) under autograd and
+    autocast; the same numbers either way, gradients included, and the same parameters (state-dict keys)."""
+    from zoo.models.slab.deploy import DeployLinear, deploy_linears
+
+    torch.manual_seed(0)
+    mlp = timm.layers.Mlp(16, 64)
+    x = torch.randn(2, 7, 16)
+    ref = mlp(x)
+    fused = copy.deepcopy(mlp)
+    deploy_linears(fused)
+    assert isinstance(fused.fc1, DeployLinear) and fused.fc1.post_op == 'gelu' and isinstance(fused.act, nn.Identity)
+    assert fused.fc2.post_op == 'none'
+    assert list(fused.state_dict()) == list(mlp.state_dict())
+    assert max_abs_diff(fused(x), ref) < 1e-6
+    with torch.enable_grad():
+        xg = x.clone().requires_grad_()
+        fused(xg).square().sum().backward()
+        xr = x.clone().requires_grad_()
+        mlp(xr).square().sum().backward()
+    assert max_abs_diff(xg.grad, xr.grad) < 1e-5
+    assert max_abs_diff(fused.fc1.weight.grad, mlp.fc1.weight.grad) < 1e-5
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert fused(x).dtype == mlp(x).dtype == torch.bfloat16
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .common import (
     check_output_fmt, check_pool, filter_official_state_dict, fold_into_linears, init_weights, is_rep, prepbn,
     slab_cfg, tokens_to_map,
 )
+from .deploy import deploy_linears
 
 __all__ = ['SlabPyramidTransformer']
 
@@ -130,6 +131,9 @@ class PyramidBlock(nn.Module):
             self.norm1 = nn.Identity()
         if fold_into_linears(self.norm2, self.mlp, ('fc1',)):
             self.norm2 = nn.Identity()
+        if isinstance(self.attn, SpatialReductionAttention):
+            self.attn.reparameterize()  # its own norm into kv first: then every linear is final
+        deploy_linears(self)
 
 
 class PyramidBlocks(nn.ModuleList):
