@@ -36,6 +36,7 @@ from timm.models._manipulate import checkpoint
 from ..layers.attention_bias import resample_attention_bias
 from ..layers.factory_kwargs import with_factory_kwargs
 from ..layers.input_checks import check_image_input
+from ..layers.onednn import use_onednn_linears
 from ..registry import register_model
 from ..state_dicts import unwrap_state_dict
 
@@ -386,6 +387,9 @@ class PyramidTNT(nn.Module):
         trunc_normal_(self.outer_pos, std=.02)
         trunc_normal_(self.inner_pos, std=.02)
         self.apply(self._init_weights)
+        # linear layers (about 60% of the time) and the MLPs' GELU through oneDNN in inference calls: same
+        # parameters and module tree, see zoo.layers.onednn
+        use_onednn_linears(self)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

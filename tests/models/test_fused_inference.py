@@ -1,0 +1,98 @@
+"""The faster modules of PyramidTNT, CGRSeg and the TinySAM encoder compute what the timm modules they stand in for
+compute (zoo.layers.onednn: BatchNorm folded into convolutions in eval mode, activations fused through oneDNN in
+inference calls, 1x1 convolutions as matmuls): a twin of each model whose modules are given back their timm
+classes gives the same outputs (inference calls), and the same outputs and gradients with autograd on, in eval
+and train mode. The state dicts and module trees are the same by construction (only classes change)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import zoo  # noqa: F401  (registers the models)
+import zoo.layers.onednn as onednn
+from zoo.models import cgrseg
+from zoo.models.tinysam.modeling import image_encoder
+
+# model: (its faster classes, keyed by the timm class they stand in for; input size)
+MODELS = {
+    'ptnt_ti_patch16_192': ({nn.Linear: onednn.OneDnnLinear, timm.layers.Mlp: onednn.OneDnnMlp}, 64),
+    'cgrseg_t': (cgrseg._FASTER, 64),
+    'tinysam_vit_t': (image_encoder._FASTER, 64),
+}
+
+
+def _plain_twin(model: nn.Module, faster: dict) -> nn.Module:
+    twin = copy.deepcopy(model)
+    plain = {fast: slow for slow, fast in faster.items()}
+    swapped = 0
+    for m in twin.modules():
+        if type(m) in plain:
+            m.__class__ = plain[type(m)]
+            swapped += 1
+    assert swapped, 'the model has none of the faster modules'
+    return twin
+
+
+def _with_statistics(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, so that folding them is exercised."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            elif isinstance(getattr(m, 'gamma', None), nn.Parameter):
+                m.gamma.fill_(0.5)  # the initial 1e-5 / 1e-6 layer scales would hide whole branches
+    return model
+
+
+@pytest.fixture(scope='module', params=list(MODELS))
+def pair(request):
+    name = request.param
+    faster, size = MODELS[name]
+    torch.manual_seed(0)
+    model = _with_statistics(timm.create_model(name))
+    x = torch.randn(2, 3, size, size)
+    return name, model, _plain_twin(model, faster), x
+
+
+def _assert_close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    scale = b.abs().max().item() or 1.
+    assert (a - b).abs().max().item() <= 1e-5 * scale + 1e-6, f'{what}: max abs diff {(a - b).abs().max().item()}'
+
+
+def test_inference_calls_equal_timms_modules(pair):
+    name, fast, plain, x = pair
+    fast.eval(), plain.eval()
+    with torch.inference_mode():
+        _assert_close(fast(x), plain(x), f'{name} inference')
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_outputs_and_gradients_equal_timms_modules(pair, train):
+    name, fast, plain, x = pair
+    fast, plain = copy.deepcopy(fast).train(train), copy.deepcopy(plain).train(train)
+    torch.manual_seed(0)  # dropout / drop path draw the same masks in both
+    out_fast = fast(x)
+    torch.manual_seed(0)
+    out_plain = plain(x)
+    _assert_close(out_fast, out_plain, f'{name} output (train={train})')
+    out_fast.square().mean().backward()
+    out_plain.square().mean().backward()
+    for (key, p), q in zip(fast.named_parameters(), plain.parameters()):
+        if q.grad is not None:
+            assert p.grad is not None, f'{name}: {key} got no gradient'
+            _assert_close(p.grad, q.grad, f'{name} gradient of {key} (train={train})')
+
+
+def test_modules_keep_timms_classes_as_bases():
+    """isinstance checks (timm's weight init, Q-TinySAM's layer search, converters) still see timm's classes."""
+    for faster, _ in MODELS.values():
+        for slow, fast in faster.items():
+            assert issubclass(fast, slow)

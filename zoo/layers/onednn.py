@@ -1,0 +1,171 @@
+"""Linear layers and convolutions with their activation fused, through oneDNN, for CPU inference.
+
+A GELU after a linear layer or a convolution is a second pass over the largest activations of many blocks, and
+PyTorch's exact GELU is slow on CPU: in the MLPs and MBConvs of PyramidTNT, TinySAM and CGRSeg it took as long
+as the product before it. oneDNN (what inductor calls for CPU linears and convolutions) applies the activation
+while it writes the product, and its matmul is also faster than the BLAS ``F.linear`` reaches at many of these
+shapes. Same arithmetic up to float rounding (oneDNN's exact GELU is erf-based too).
+
+The fused path is taken only for a plain inference call: CPU float32 tensors, no gradient wanted, no autocast,
+and not while tracing, scripting, compiling, exporting or under a dispatch mode such as a FLOP counter (those see
+``F.linear`` / ``F.conv2d`` and the activation, which they know and count). Nothing is cached: the callers pass their own parameters.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from timm.layers import BatchNormAct2d, Mlp
+from timm.layers.activations import GELU as TimmGELU
+from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+__all__ = ['fusable_activation', 'onednn_applies', 'linear_act', 'conv2d_act', 'OneDnnLinear', 'OneDnnMlp',
+           'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm']
+
+_ACTS = {'gelu': (F.gelu, 'none'), 'relu': (F.relu, ''), 'none': (lambda x: x, '')}
+
+
+def _has_onednn() -> bool:
+    try:
+        return (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._linear_pointwise is not None
+                and torch.ops.mkldnn._convolution_pointwise is not None)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN = _has_onednn()
+
+
+def _is_fx_tracing() -> bool:
+    from torch.fx import _symbolic_trace as fx  # is_fx_tracing() itself logs a warning on every call
+    return (getattr(fx, 'is_fx_symbolic_tracing', None) or fx.is_fx_tracing)()
+
+
+def fusable_activation(act: nn.Module) -> Optional[str]:
+    """The oneDNN post-op name of an activation module it computes exactly ('gelu', 'relu'), else None."""
+    if (type(act) is nn.GELU and act.approximate == 'none') or type(act) is TimmGELU:  # timm's: exact F.gelu
+        return 'gelu'
+    if type(act) is nn.ReLU:
+        return 'relu'
+    if type(act) is nn.Identity:
+        return 'none'
+    return None
+
+
+@torch.jit.unused
+def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True for a plain CPU float32 inference call (see the module docstring)."""
+    if not _ONEDNN or _is_fx_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if _get_current_dispatch_mode() is not None:  # e.g. a FLOP counter (zoo.benchmark's MACs) or fake tensors
+        return False
+    if x.device.type != 'cpu' or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.numel() == 0:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    return not torch.is_autocast_enabled('cpu')
+
+
+def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: str = 'none') -> torch.Tensor:
+    """``act(F.linear(x, weight, bias))`` for ``act`` in 'gelu' (exact), 'relu', 'none'."""
+    fn, algorithm = _ACTS[act]
+    if not torch.jit.is_scripting() and onednn_applies(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, act, [], algorithm)
+    return fn(F.linear(x, weight, bias))
+
+
+def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Sequence[int],
+               padding: Sequence[int], dilation: Sequence[int], groups: int, act: str = 'none') -> torch.Tensor:
+    """``act(F.conv2d(x, weight, bias, ...))`` for ``act`` in 'gelu' (exact), 'relu', 'none'; numeric padding.
+    The output keeps the input's memory format, as ``F.conv2d``'s does."""
+    fn, algorithm = _ACTS[act]
+    if not torch.jit.is_scripting() and onednn_applies(x, weight):
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, list(padding), list(stride), list(dilation), groups, act, [], algorithm)
+    return fn(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+
+
+class OneDnnLinear(nn.Linear):
+    """An ``nn.Linear`` (same parameters and state dict) whose inference calls run through oneDNN's matmul, which
+    beats the BLAS ``F.linear`` reaches at most shapes here (by up to 10x for the narrow ones of PyramidTNT's
+    words, which the BLAS handles poorly)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear_act(x, self.weight, self.bias)
+
+
+class OneDnnMlp(Mlp):
+    """timm's ``Mlp`` (fc1, act, drop, norm, fc2, drop; same parameters) with the activation fused into ``fc1``
+    in inference calls when it is exact GELU or ReLU and ``fc1`` a plain linear layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = fusable_activation(self.act)
+        if act is not None and type(self.fc1) in (nn.Linear, OneDnnLinear):
+            x = linear_act(x, self.fc1.weight, self.fc1.bias, act)
+        else:
+            x = self.act(self.fc1(x))
+        return self.drop2(self.fc2(self.norm(self.drop1(x))))
+
+
+_ONEDNN_CLASSES = {nn.Linear: OneDnnLinear, Mlp: OneDnnMlp}
+
+
+def use_onednn_linears(module: nn.Module) -> nn.Module:
+    """Run every plain ``nn.Linear`` and timm ``Mlp`` inside ``module`` as :class:`OneDnnLinear` /
+    :class:`OneDnnMlp`, in place, by changing their class: parameters, state-dict keys, hooks and the module
+    tree stay as they are (and ``isinstance`` checks still hold)."""
+    for m in module.modules():
+        cls = _ONEDNN_CLASSES.get(type(m))
+        if cls is not None:
+            m.__class__ = cls
+    return module
+
+
+def _batchnorm_act(bn: nn.Module) -> Optional[str]:
+    """The post-op of an eval-mode BatchNorm (plain, or timm's BatchNormAct2d with an exact activation and no
+    dropout) whose affine map can be folded into the convolution before it; None where it cannot."""
+    if bn.training or getattr(bn, 'running_var', None) is None:
+        return None
+    if type(bn) is nn.BatchNorm2d:
+        return 'none'
+    if type(bn) is BatchNormAct2d and type(bn.drop) is nn.Identity:
+        return fusable_activation(bn.act)
+    return None
+
+
+def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``conv`` with the eval-mode ``bn`` after it folded in (computed on every call from the
+    current parameters and statistics, so never stale; differentiable)."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale if conv.bias is None else bn.bias + (conv.bias - bn.running_mean) * scale
+    return conv.weight * scale.view(-1, 1, 1, 1), bias
+
+
+def conv_bn_act(x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> Optional[torch.Tensor]:
+    """``bn(conv(x))`` (``bn`` may carry its activation, as timm's BatchNormAct2d) with the eval-mode BatchNorm
+    folded into the convolution and the activation fused (:func:`conv2d_act`): one pass over the output
+    instead of two or three. None where that does not apply (training, a replaced or non-numeric-padding
+    convolution), for the caller to run the modules."""
+    act = _batchnorm_act(bn)
+    if act is None or type(conv) is not nn.Conv2d or isinstance(conv.padding, str) or conv.padding_mode != 'zeros':
+        return None
+    weight, bias = folded_conv_bn(conv, bn)
+    return conv2d_act(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups, act)
+
+
+class FoldingConvNorm(nn.Module):
+    """Mixin for timm's conv + BatchNorm modules (attributes ``conv`` and ``bn``, e.g. EfficientFormerV2's
+    ``ConvNorm`` and ``timm.layers.ConvNormAct`` without anti-aliasing): eval-mode calls run
+    :func:`conv_bn_act`; anything else runs the modules as before. Use it as the first base of a subclass of
+    the module's class (``class FoldingConvNormAct(FoldingConvNorm, ConvNormAct)``) and give existing modules
+    that class: same parameters, state dict and module tree."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, 'aa', None) is None:
+            y = conv_bn_act(x, self.conv, self.bn)
+            if y is not None:
+                return y
+        return super().forward(x)
+
