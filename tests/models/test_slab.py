@@ -309,16 +309,15 @@ def test_deploy_form_does_strictly_less_work(name):
 def test_deploy_linear_equals_linear_and_gelu_in_every_mode():
     """The deploy form's linear layers: oneDNN in plain inference, ``F.linear`` (+ GELU) under autograd and
     autocast; the same numbers either way, gradients included, and the same parameters (state-dict keys)."""
-    from zoo.models.slab.deploy import DeployLinear, deploy_linears
+    from zoo.layers.onednn import OneDnnLinear, OneDnnMlp, use_onednn_linears
 
     torch.manual_seed(0)
     mlp = timm.layers.Mlp(16, 64)
     x = torch.randn(2, 7, 16)
     ref = mlp(x)
     fused = copy.deepcopy(mlp)
-    deploy_linears(fused)
-    assert isinstance(fused.fc1, DeployLinear) and fused.fc1.post_op == 'gelu' and isinstance(fused.act, nn.Identity)
-    assert fused.fc2.post_op == 'none'
+    use_onednn_linears(fused)
+    assert type(fused) is OneDnnMlp and type(fused.fc1) is type(fused.fc2) is OneDnnLinear
     assert list(fused.state_dict()) == list(mlp.state_dict())
     assert max_abs_diff(fused(x), ref) < 1e-6
     with torch.enable_grad():

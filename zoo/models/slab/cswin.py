@@ -25,7 +25,7 @@ from .common import (
     RELEASES, NormFactory, NormedStagesMixin, check_attn_types, check_pool, filter_official_state_dict,
     fold_into_linears, init_weights, is_rep, prepbn, slab_cfg,
 )
-from .deploy import deploy_linears
+from ...layers.onednn import use_onednn_linears
 
 __all__ = ['SlabCSWinTransformer']
 
@@ -171,7 +171,7 @@ class CSWinBlock(nn.Module):
             self.norm1 = nn.Identity()
         if fold_into_linears(self.norm2, self.mlp, ('fc1',)):
             self.norm2 = nn.Identity()
-        deploy_linears(self)
+        use_onednn_linears(self)  # oneDNN matmuls, GELU fused into fc1, in CPU inference
 
 
 class CSWinStage(nn.ModuleList):

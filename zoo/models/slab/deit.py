@@ -22,7 +22,7 @@ from .common import (
     RELEASES, NormFactory, SimplifiedLinearAttention, SlabMixin, PatchEmbed, check_output_fmt, check_pool,
     filter_official_state_dict, fold_into_linears, init_weights, new_head, prepbn, slab_cfg, tokens_to_map,
 )
-from .deploy import deploy_linears
+from ...layers.onednn import use_onednn_linears
 
 __all__ = ['SlabVisionTransformer']
 
@@ -76,7 +76,7 @@ class ViTBlock(nn.Module):
             self.norm1 = nn.Identity()
         if fold_into_linears(self.norm2, self.mlp, ('fc1',)):
             self.norm2 = nn.Identity()
-        deploy_linears(self)
+        use_onednn_linears(self)  # oneDNN matmuls, GELU fused into fc1, in CPU inference
 
 
 class SlabVisionTransformer(SlabMixin, nn.Module):

@@ -25,7 +25,7 @@ from .common import (
     check_output_fmt, check_pool, filter_official_state_dict, fold_into_linears, init_weights, is_rep, prepbn,
     slab_cfg, tokens_to_map,
 )
-from .deploy import deploy_linears
+from ...layers.onednn import use_onednn_linears
 
 __all__ = ['SlabPyramidTransformer']
 
@@ -133,7 +133,7 @@ class PyramidBlock(nn.Module):
             self.norm2 = nn.Identity()
         if isinstance(self.attn, SpatialReductionAttention):
             self.attn.reparameterize()  # its own norm into kv first: then every linear is final
-        deploy_linears(self)
+        use_onednn_linears(self)  # oneDNN matmuls, GELU fused into fc1, in CPU inference
 
 
 class PyramidBlocks(nn.ModuleList):

@@ -24,7 +24,7 @@ from .common import (
     RELEASES, NormFactory, NormedStagesMixin, PatchEmbed, SimplifiedLinearAttention, check_attn_types,
     check_pool, filter_official_state_dict, fold_into_linears, init_weights, prepbn, slab_cfg,
 )
-from .deploy import deploy_linears
+from ...layers.onednn import use_onednn_linears
 
 __all__ = ['SlabSwinTransformer']
 
@@ -153,7 +153,7 @@ class SwinBlock(nn.Module):
             self.norm1 = nn.Identity()
         if fold_into_linears(self.norm2, self.mlp, ('fc1',)):
             self.norm2 = nn.Identity()
-        deploy_linears(self)
+        use_onednn_linears(self)  # oneDNN matmuls, GELU fused into fc1, in CPU inference
 
 
 class PatchMerging(nn.Module):
@@ -171,7 +171,7 @@ class PatchMerging(nn.Module):
     def reparameterize(self) -> None:
         if fold_into_linears(self.norm, self, ('reduction',)):
             self.norm = nn.Identity()
-        deploy_linears(self)
+        use_onednn_linears(self)  # oneDNN matmuls, GELU fused into fc1, in CPU inference
 
 
 class SwinStage(nn.Module):
