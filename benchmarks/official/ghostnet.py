@@ -11,46 +11,20 @@ The zoo's ``ghostnet*`` are timm's models (``zoo/models/ghostnet.py``); their pa
 """
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import os
-from types import ModuleType
-
 from torch import nn
 
-_ROOT = os.path.join(os.environ.get('ZOO_OFFICIAL_SRC', '/work/official-src'), 'huawei-noah+Efficient-AI-Backbones')
+from _official import checkout, load_file  # zoo.benchmark makes this folder importable while it loads the file
+
 _FILES = {
     'v1': 'ghostnet_pytorch/ghostnet.py',
     'v2': 'ghostnetv2_pytorch/model/ghostnetv2_torch.py',
     'v3': 'ghostnetv3_pytorch/ghostnetv3.py',
 }
-_MODULES: dict[str, ModuleType] = {}
 
 
-@contextlib.contextmanager
-def _no_timm_registration():
-    import timm.models.registry as timm_registry
-
-    register = timm_registry.register_model
-    timm_registry.register_model = lambda fn: fn
-    try:
-        yield
-    finally:
-        timm_registry.register_model = register
-
-
-def _official(version: str) -> ModuleType:
+def _official(version: str):
     """The official file of a GhostNet version, loaded once under a private name."""
-    if version not in _MODULES:
-        path = os.path.join(_ROOT, _FILES[version])
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'no official GhostNet code at {path}; set ZOO_OFFICIAL_SRC')
-        with _no_timm_registration():
-            spec = importlib.util.spec_from_file_location(f'_official_ghostnet_{version}', path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        _MODULES[version] = module
-    return _MODULES[version]
+    return load_file(checkout('huawei-noah+Efficient-AI-Backbones', _FILES[version]), f'_official_ghostnet_{version}')
 
 
 def ghostnet_100() -> nn.Module:

@@ -7,51 +7,17 @@ a private module name with two shims that change no arithmetic: ``to_2tuple`` wh
 no-op ``register_model`` (the official ``hire_mlp_*`` names would otherwise replace the zoo's in timm's registry).
 The official blocks print their settings when built; that output is silenced.
 """
-import contextlib
-import importlib.util
-import io
-import os
-import sys
-import types
-
 from torch import nn
 
-_FILE = os.path.join(os.environ.get('ZOO_OFFICIAL_SRC', '/work/official-src'),
-                     'ggjy+Hire-Wave-MLP.pytorch', 'mlp_based', 'hire_mlp.py')
+from _official import checkout, load_file, official_imports  # zoo.benchmark makes this folder importable
 
-
-def _load(path: str, name: str) -> types.ModuleType:
-    """Execute an official model file with the shims in place; they are removed afterwards."""
-    import timm.layers
-
-    shims = {
-        'timm.models.layers.helpers': types.SimpleNamespace(to_2tuple=timm.layers.to_2tuple),
-        'timm.models.registry': types.SimpleNamespace(register_model=lambda fn: fn),
-    }
-    saved = {k: sys.modules.get(k) for k in shims}
-    sys.modules.update(shims)
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-    return module
-
-
-_official = None
+_FILE = checkout('ggjy+Hire-Wave-MLP.pytorch', 'mlp_based', 'hire_mlp.py')
 
 
 def _build(function: str) -> nn.Module:
-    global _official
-    if _official is None:
-        _official = _load(_FILE, '_official_hire_mlp')
-    with contextlib.redirect_stdout(io.StringIO()):
-        return getattr(_official, function)().eval()
+    module = load_file(_FILE, '_official_hire_mlp', quiet=True)
+    with official_imports(quiet=True):  # the official constructors print their settings
+        return getattr(module, function)().eval()
 
 
 def hire_mlp_tiny() -> nn.Module:

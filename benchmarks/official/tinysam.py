@@ -9,32 +9,15 @@ a folder holding the checkout as ``xinghaochen+TinySAM`` (default ``/work/offici
     python -m zoo.benchmark --model tinysam_vit_t --compare python:benchmarks/official/tinysam.py:tinysam_vit_t \
         --batch-size 1 --rounds 3
 """
-import importlib.util
-import os
-import sys
-import types
-
 import torch.nn as nn
 
-_FILE = os.path.join(os.environ.get('ZOO_OFFICIAL_SRC', '/work/official-src'), 'xinghaochen+TinySAM', 'tinysam',
-                     'modeling', 'tiny_vit_sam.py')
+from _official import checkout, load_file  # zoo.benchmark makes this folder importable while it loads the file
+
+_FILE = checkout('xinghaochen+TinySAM', 'tinysam', 'modeling', 'tiny_vit_sam.py')
 
 
-def _load() -> types.ModuleType:
-    name = '_official_tinysam_tiny_vit_sam'
-    if name in sys.modules:
-        return sys.modules[name]
-    import timm.models.registry as registry
-    original = registry.register_model
-    registry.register_model = lambda fn: fn
-    try:
-        spec = importlib.util.spec_from_file_location(name, _FILE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    finally:
-        registry.register_model = original
-    return module
+def _load():
+    return load_file(_FILE, '_official_tinysam_tiny_vit_sam')
 
 
 def tinysam_vit_t() -> nn.Module:

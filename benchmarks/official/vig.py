@@ -13,56 +13,20 @@ Parameter counts: the official Pyramid ViG keeps its fixed relative-position tab
 """
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
-import os
-import sys
-from types import ModuleType
-
-import numpy as np
 from torch import nn
 
-_FOLDER = os.path.join(os.environ.get('ZOO_OFFICIAL_SRC', '/work/official-src'),
-                       'huawei-noah+Efficient-AI-Backbones', 'vig_pytorch')
-_MODULES: dict[str, ModuleType] = {}
+from _official import checkout, load_file, official_imports  # zoo.benchmark makes this folder importable
 
-
-@contextlib.contextmanager
-def _official_imports():
-    """The official folder importable, timm's registration a no-op, ``np.float`` defined, prints silenced."""
-    import timm.models.registry as timm_registry
-
-    if not hasattr(np, 'float'):
-        np.float = float  # the official pos_embed.py still uses the alias NumPy removed
-    register = timm_registry.register_model
-    timm_registry.register_model = lambda fn: fn
-    sys.path.insert(0, _FOLDER)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # DeepGCN prints its options when built
-            yield
-    finally:
-        sys.path.remove(_FOLDER)
-        timm_registry.register_model = register
-
-
-def _official(file: str) -> ModuleType:
-    """``vig.py`` or ``pyramid_vig.py`` of the checkout, loaded once under a private name."""
-    if file not in _MODULES:
-        path = os.path.join(_FOLDER, file + '.py')
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'no official ViG code at {path}; set ZOO_OFFICIAL_SRC')
-        with _official_imports():
-            spec = importlib.util.spec_from_file_location(f'_official_vig_{file}', path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        _MODULES[file] = module
-    return _MODULES[file]
+_FOLDER = checkout('huawei-noah+Efficient-AI-Backbones', 'vig_pytorch')
 
 
 def _build(file: str, name: str) -> nn.Module:
-    with _official_imports():
-        return getattr(_official(file), name)().eval()
+    """``name`` of ``vig.py`` or ``pyramid_vig.py``, loaded once under a private name with the checkout's folder
+    importable (its ``gcn_lib``); DeepGCN prints its options when built, which is silenced."""
+    imports = dict(folder=_FOLDER, quiet=True)
+    module = load_file(f'{_FOLDER}/{file}.py', f'_official_vig_{file}', **imports)
+    with official_imports(**imports):
+        return getattr(module, name)().eval()
 
 
 def frozen_table_count(model: nn.Module) -> int:
