@@ -11,20 +11,18 @@ same names), and a ``models`` package holding only their ``prepbn.py``.
 """
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import math
 import os
 import re
-import sys
 import types
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-_ROOT = os.path.join(os.environ.get('ZOO_OFFICIAL_SRC', '/work/official-src'), 'xinghaochen+SLAB',
-                     'classification', 'models')
+from _official import checkout, load_file, official_imports  # zoo.benchmark makes this folder importable
+
+_ROOT = checkout('xinghaochen+SLAB', 'classification', 'models')
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -74,56 +72,20 @@ def _einops_modules() -> dict[str, types.ModuleType]:
     return {'einops': root, 'einops.layers': layers, 'einops.layers.torch': layers_torch}
 
 
-@contextlib.contextmanager
-def _official_imports() -> Iterator[None]:
-    """While the official files load: their ``models.prepbn`` import, einops, and a no-op ``register_model``."""
-    import timm.models
-    import timm.models.registry as registry
-
-    prepbn = _load('prepbn')
+def _official(name: str) -> types.ModuleType:
+    """``classification/models/<name>.py`` under a private module name, with a ``models`` package holding only
+    their ``prepbn.py`` and, where einops is missing, its stand-in."""
+    prepbn = load_file(os.path.join(_ROOT, 'prepbn.py'), '_slab_official_prepbn')
     package = types.ModuleType('models')
     package.__path__ = []
     package.prepbn = prepbn
-    extra = {'models': package, 'models.prepbn': prepbn, **_einops_modules()}
-    saved = {k: sys.modules.get(k) for k in extra}
-    saved_reg = registry.register_model, timm.models.register_model
-    sys.modules.update(extra)
-    registry.register_model = timm.models.register_model = lambda fn: fn
-    try:
-        yield
-    finally:
-        registry.register_model, timm.models.register_model = saved_reg
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-
-
-def _load(name: str) -> types.ModuleType:
-    """``classification/models/<name>.py`` under a private module name (loaded once per process)."""
-    module_name = f'_slab_official_{name}'
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    path = os.path.join(_ROOT, f'{name}.py')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'no official SLAB file {path}; set ZOO_OFFICIAL_SRC to the folder holding '
-                                'xinghaochen+SLAB')
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _official(name: str) -> types.ModuleType:
-    with _official_imports():
-        return _load(name)
+    stand_ins = {'models': package, 'models.prepbn': prepbn, **_einops_modules()}
+    return load_file(os.path.join(_ROOT, f'{name}.py'), f'_slab_official_{name}', stand_ins=stand_ins)
 
 
 def _quiet(fn, *args: Any, **kwargs: Any) -> nn.Module:
     """Build without the official constructors' per-layer prints."""
-    with contextlib.redirect_stdout(open(os.devnull, 'w')):
+    with official_imports(quiet=True):
         return fn(*args, **kwargs).eval()
 
 
