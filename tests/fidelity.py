@@ -113,3 +113,17 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.shape != b.shape:
         raise AssertionError(f'shape mismatch: {tuple(a.shape)} vs {tuple(b.shape)}')
     return (a.float() - b.float()).abs().max().item()
+
+
+def relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b||: how far a fast path is from its reference."""
+    return ((a - b).norm() / b.norm()).item()
+
+
+def assert_grads_close(fast: Sequence[torch.Tensor], ref: Sequence[torch.Tensor], tol: float) -> None:
+    """Each gradient to ``tol`` relative; one that is zero in exact arithmetic (a bias just before a
+    train-mode BatchNorm, whose output ignores it) holds only rounding noise, so it is held to ``tol``
+    of the largest gradient instead."""
+    largest = max(r.norm() for r in ref)
+    for f, r in zip(fast, ref):
+        assert (f - r).norm() <= tol * max(r.norm(), largest if r.norm() < 1e-4 * largest else 0)

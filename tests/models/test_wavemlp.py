@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import zoo
-from fidelity import manifest_of, fixture_state_dict, load_fixture, make_input, max_abs_diff, tensor_from_record
+from fidelity import (assert_grads_close, fixture_state_dict, load_fixture, make_input, manifest_of, max_abs_diff,
+                      relative_diff, tensor_from_record)
 from zoo.benchmark import count_macs
 from zoo.models.wavemlp import PhaseAwareTokenMixing, unfold_wave
 
@@ -159,18 +160,6 @@ def _reference_patm(mixer, x):
     return mixer.proj(mixer.reweight([h, w, mixer.fc_c(x)]))
 
 
-def _relative(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
-def _assert_grads_close(fast, ref, tol):
-    """Each gradient to ``tol`` relative; one that is zero in exact arithmetic (a bias just before a
-    train-mode BatchNorm, whose output ignores it) holds only rounding noise, so it is held to ``tol``
-    of the largest gradient instead."""
-    largest = max(r.norm() for r in ref)
-    for f, r in zip(fast, ref):
-        assert (f - r).norm() <= tol * max(r.norm(), largest if r.norm() < 1e-4 * largest else 0)
-
 
 @pytest.mark.parametrize('phase_mode', ['fc', 'depthwise'])
 @pytest.mark.parametrize('mode', ['train', 'eval'])
@@ -201,5 +190,5 @@ def test_fast_mixing_equals_reference_arithmetic(dtype, phase_mode, mode, channe
         outs.append(out)
         grads.append([xi.grad] + [p.grad.clone() for p in mixer.parameters()])
         mixer.zero_grad()
-    assert _relative(outs[0], outs[1]) < (1e-6 if dtype == torch.float32 else 1e-10)
-    _assert_grads_close(*grads, 1e-5 if dtype == torch.float32 else 1e-10)
+    assert relative_diff(outs[0], outs[1]) < (1e-6 if dtype == torch.float32 else 1e-10)
+    assert_grads_close(*grads, 1e-5 if dtype == torch.float32 else 1e-10)
