@@ -96,3 +96,17 @@ def test_modules_keep_timms_classes_as_bases():
     for faster, _ in MODELS.values():
         for slow, fast in faster.items():
             assert issubclass(fast, slow)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('name, layer', [('tinysam_vit_t', 'patch_embed.conv1.conv'), ('wavemlp_t', 'network.0.0.attn.fc_h'),
+                                         ('pvig_ti_224_gelu', 'backbone.0.0.fc1.0'), ('cgrseg_t', None)])
+def test_hooked_layers_run_as_modules(name, layer):
+    """A fast path never bypasses a module someone hooks (Q-TinySAM's calibration records conv inputs)."""
+    model = timm.create_model(name).eval()
+    if layer is None:  # the first conv of a folding conv + BatchNorm pair
+        layer = next(n for n, m in model.named_modules() if isinstance(m, onednn.FoldingConvNorm)) + '.conv'
+    seen = []
+    model.get_submodule(layer).register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    model(torch.randn(1, 3, 64, 64))
+    assert seen, f'{layer} of {name} did not run'

@@ -21,6 +21,8 @@ from timm.layers.activations import GELU as TimmGELU
 from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from .hooks import observed
+
 __all__ = ['fusable_activation', 'onednn_applies', 'linear_act', 'conv2d_act', 'OneDnnLinear', 'OneDnnMlp',
            'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm']
 
@@ -102,7 +104,7 @@ class OneDnnMlp(Mlp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = fusable_activation(self.act)
-        if act is not None and type(self.fc1) in (nn.Linear, OneDnnLinear):
+        if act is not None and type(self.fc1) in (nn.Linear, OneDnnLinear) and not observed(self.fc1, self.act):
             x = linear_act(x, self.fc1.weight, self.fc1.bias, act)
         else:
             x = self.act(self.fc1(x))
@@ -150,6 +152,8 @@ def conv_bn_act(x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> Optional[tor
     convolution), for the caller to run the modules."""
     act = _batchnorm_act(bn)
     if act is None or type(conv) is not nn.Conv2d or isinstance(conv.padding, str) or conv.padding_mode != 'zeros':
+        return None
+    if observed(conv, bn):  # hooked modules run as modules
         return None
     weight, bias = folded_conv_bn(conv, bn)
     return conv2d_act(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups, act)

@@ -16,13 +16,16 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .hooks import observed
+
 __all__ = ['foldable', 'folded_conv_bn', 'pointwise_conv', 'conv_bn', 'activate']
 
 
 def foldable(conv: nn.Module, bn: nn.Module) -> bool:
     """Whether ``(conv, bn)`` is a plain 1x1 conv followed by a BatchNorm this module knows how to run."""
     return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and conv.kernel_size == (1, 1)
-            and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1))
+            and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1)
+            and not observed(conv, bn))  # hooked modules run as modules
 
 
 def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, Optional[torch.Tensor], bool]:

@@ -22,6 +22,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from torch import nn
 
 from ..layers.branch_reweight import BranchReweight
+from ..layers.hooks import observed
 from ..layers.factory_kwargs import with_factory_kwargs
 from .mixer_pyramid import MixerPyramid
 from ..registry import register_model
@@ -93,7 +94,8 @@ class PhaseAwareTokenMixing(nn.Module):
         so that they fold into the convolutions before them."""
         bns = (self.theta_h_conv[1], self.theta_w_conv[1])
         return not self.training and all(
-            isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_var is not None for bn in bns)
+            isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_var is not None for bn in bns) and not \
+            observed(self.fc_h, self.fc_w, self.fc_c, *self.theta_h_conv, *self.theta_w_conv)  # hooked: run modules
 
     def _projections(self, x: torch.Tensor) -> List[torch.Tensor]:
         """fc_h(x), fc_w(x), fc_c(x), theta_h(x), theta_w(x) with the inference fast path: the 1x1 convs that

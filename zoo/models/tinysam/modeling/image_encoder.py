@@ -25,6 +25,7 @@ from timm.models._manipulate import checkpoint_seq
 from timm.models.tiny_vit import Attention, ConvNorm, MBConv, NormMlp, PatchEmbed, TinyVitBlock
 
 from ....layers import check_image_input
+from ....layers.hooks import observed
 from ....layers.onednn import conv2d_act, folded_conv_bn, fusable_activation, linear_act
 from ....registry import register_model
 from ....state_dicts import unwrap_state_dict
@@ -80,7 +81,8 @@ class _FoldingConvNorm(ConvNorm):
     """
 
     def _plain(self) -> bool:
-        return type(self.conv) is nn.Conv2d and type(self.bn) is nn.BatchNorm2d and self.bn.running_var is not None
+        return (type(self.conv) is nn.Conv2d and type(self.bn) is nn.BatchNorm2d and self.bn.running_var is not None
+                and not observed(self.conv, self.bn))  # hooked modules (calibration) run as modules
 
     def _run(self, x: torch.Tensor, act: str) -> torch.Tensor:
         conv, bn = self.conv, self.bn
@@ -133,7 +135,7 @@ class _FusedNormMlp(NormMlp):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
         act = fusable_activation(self.act)
-        if type(self.fc1) is nn.Linear and act is not None:
+        if type(self.fc1) is nn.Linear and act is not None and not observed(self.fc1, self.act):
             x = linear_act(x, self.fc1.weight, self.fc1.bias, act)
         else:
             x = self.act(self.fc1(x))
