@@ -201,10 +201,13 @@ def _outputs_grads_and_recomputations(task: Task, model: torch.nn.Module, x: tor
     """The outputs, the parameters' gradients of a loss on them, and how many module forwards ran during the
     backward pass (activation checkpointing recomputes its segments there; plain autograd runs none)."""
     model.zero_grad(set_to_none=True)
-    outs = task.outputs(model, x)
     calls = []
+    # hooked before the forward: a fast path that steps aside for hooked modules (zoo.layers.hooks) must take the
+    # same path when checkpointing recomputes the forward as it took the first time
     hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.modules()]
     try:
+        outs = task.outputs(model, x)
+        calls.clear()  # count the recomputations in the backward pass only
         _loss(outs).backward()
     finally:
         for hook in hooks:
