@@ -127,3 +127,20 @@ def assert_grads_close(fast: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]
     largest = max(r.norm() for r in ref)
     for f, r in zip(fast, ref):
         assert (f - r).norm() <= tol * max(r.norm(), largest if r.norm() < 1e-4 * largest else 0)
+
+
+def assert_same_as_reference(module: torch.nn.Module, reference, x: torch.Tensor) -> None:
+    """``module(x)`` and ``reference(x)`` (the plain arithmetic a fast path replaces) give the same output and the
+    same gradients of a fixed loss, for the input and every parameter: 1e-6 / 1e-5 relative in float32, 1e-10 in
+    float64."""
+    outs, grads = [], []
+    for fn in (module, reference):
+        xi = x.clone().requires_grad_(True)
+        out = fn(xi)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=x.dtype).reshape(out.shape))
+        outs.append(out)
+        grads.append([xi.grad] + [p.grad.clone() for p in module.parameters()])
+        module.zero_grad()
+    float32 = x.dtype == torch.float32
+    assert relative_diff(outs[0], outs[1]) < (1e-6 if float32 else 1e-10)
+    assert_grads_close(*grads, 1e-5 if float32 else 1e-10)
