@@ -6,6 +6,7 @@ and train mode. The state dicts and module trees are the same by construction (o
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import timm
@@ -99,8 +100,11 @@ def test_modules_keep_timms_classes_as_bases():
 
 
 @torch.no_grad()
-@pytest.mark.parametrize('name, layer', [('tinysam_vit_t', 'patch_embed.conv1.conv'), ('wavemlp_t', 'network.0.0.attn.fc_h'),
-                                         ('pvig_ti_224_gelu', 'backbone.0.0.fc1.0'), ('cgrseg_t', None)])
+@pytest.mark.parametrize('name, layer', [
+    ('tinysam_vit_t', 'patch_embed.conv1.conv'), ('wavemlp_t', 'network.0.0.attn.fc_h'),
+    ('wavemlp_t', 'network.0.0.attn.tfc_h'), ('hire_mlp_tiny', 'network.0.0.attn.mlp_h1'),
+    ('pvig_ti_224_gelu', 'backbone.0.0.fc1.0'), ('vig_ti_224_gelu', 'backbone.0.0.graph_conv.gconv.nn.0'),
+    ('vig_ti_224_gelu', 'backbone.0.0.graph_conv.gconv.nn.2'), ('cgrseg_t', None)])
 def test_hooked_layers_run_as_modules(name, layer):
     """A fast path never bypasses a module someone hooks (Q-TinySAM's calibration records conv inputs)."""
     model = timm.create_model(name).eval()
@@ -110,3 +114,18 @@ def test_hooked_layers_run_as_modules(name, layer):
     model.get_submodule(layer).register_forward_hook(lambda m, args, out: seen.append(out.shape))
     model(torch.randn(1, 3, 64, 64))
     assert seen, f'{layer} of {name} did not run'
+
+
+@torch.no_grad()
+@pytest.mark.parametrize('name', ['vig_ti_224_gelu', 'pvig_ti_224_gelu', 'wavemlp_t_dw', 'hire_mlp_tiny',
+                                  'ptnt_ti_patch16_192', 'slab_deit_t'])
+def test_torchscript_runs_the_modules_and_agrees(name):
+    """TorchScript compiles none of the fast paths (timm's test_models.py scripts every classification model):
+    the scripted model runs the modules one by one, and gives what the eager fast path gives."""
+    torch.manual_seed(0)
+    model = _with_statistics(timm.create_model(name)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)  # torch.jit.script is deprecated, still what timm tests
+        scripted = torch.jit.script(model)
+    _assert_close(scripted(x), model(x), f'{name} scripted vs eager')

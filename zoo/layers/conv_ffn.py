@@ -35,7 +35,10 @@ class ConvFFN(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = activate(self.act, conv_bn(self.fc1, x))
-        if self.training and not isinstance(self.drop_path, nn.Identity):
-            return self.drop_path(conv_bn(self.fc2, h)) + x
-        return conv_bn(self.fc2, h, residual=x)  # DropPath is the identity in eval mode
+        if torch.jit.is_scripting():  # TorchScript compiles this branch only: the modules one by one
+            return x + self.drop_path(self.fc2(self.act(self.fc1(x))))
+        else:
+            h = activate(self.act, conv_bn(self.fc1, x))
+            if self.training and not isinstance(self.drop_path, nn.Identity):
+                return self.drop_path(conv_bn(self.fc2, h)) + x
+            return conv_bn(self.fc2, h, residual=x)  # DropPath is the identity in eval mode

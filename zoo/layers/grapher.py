@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 from timm.layers import DropPath, register_notrace_function, register_notrace_module
 
+from .hooks import observed
 from .knn_graph import (
     dilate_neighbours, gather_max_neighbours, knn_graph, resize_relative_position_bias,
     sincos_relative_position_bias,
 )
-from .pointwise import activate, conv_bn, folded_conv_bn, foldable, pointwise_conv
+from .pointwise import activate, conv_bn, folded_pointwise, foldable, pointwise_conv
 
 __all__ = ['MaxRelativeConv', 'DynamicGraphConv', 'Grapher', 'grid_position_bias']
 
@@ -44,14 +45,24 @@ class MaxRelativeConv(nn.Module):
         """x: (B, C, N) nodes, y: (B, C, M) candidates, idx: (B, N, k) neighbours -> (B, out, N, 1)."""
         B, C, N = x.shape
         rel = gather_max_neighbours(y, idx) - x
+        if not torch.jit.is_scripting():  # TorchScript drops this branch: it runs the modules
+            out = self._batched(x, rel)
+            if out is not None:
+                return out
+        # channels interleaved as (x_0, rel_0, x_1, rel_1, ...), the layout the grouped conv was trained on
+        return self.nn(torch.stack([x, rel], dim=2).reshape(B, 2 * C, N, 1))
+
+    @torch.jit.unused
+    def _batched(self, x: torch.Tensor, rel: torch.Tensor) -> Optional[torch.Tensor]:
+        """The grouped conv, BN and activation as one batched product; None where that does not apply."""
+        B, C, N = x.shape
         conv, bn, act = self.nn[0], self.nn[1], self.nn[2]
         g = conv.groups
-        if not foldable(conv, bn) or C % g:
-            # channels interleaved as (x_0, rel_0, x_1, rel_1, ...), the layout the grouped conv was trained on
-            return self.nn(torch.stack([x, rel], dim=2).reshape(B, 2 * C, N, 1))
+        if not foldable(conv, bn) or C % g or observed(act):
+            return None
         # per group: its C/g channels of x, then the same of rel (a view of rel, however it is strided)
         feats = torch.cat([x.reshape(B, g, C // g, N), rel.view(B, g, C // g, N)], dim=2).view(B, 2 * C, N)
-        weight, bias, folded = folded_conv_bn(conv, bn)
+        weight, bias, folded = folded_pointwise(conv, bn)
         # interleaved column 2c + t (t = 0: x, 1: rel) of each group -> column t * (C / g) + c
         weight = weight.view(weight.shape[0], C // g, 2).transpose(1, 2).reshape(weight.shape[0], 2 * C // g)
         out = pointwise_conv(feats, weight, bias, g).unsqueeze(-1)
@@ -162,9 +173,13 @@ class Grapher(nn.Module):
         return grid_position_bias(table, self.grid, self.reduction, size[0], size[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
-        x = conv_bn(self.fc1, x)  # (1x1 conv, BN) pairs as batched matmuls: see zoo.layers.pointwise
-        x = self.graph_conv(x, self.position_bias((x.shape[-2], x.shape[-1])))
-        if self.training and not isinstance(self.drop_path, nn.Identity):
-            return self.drop_path(conv_bn(self.fc2, x)) + shortcut
-        return conv_bn(self.fc2, x, residual=shortcut)  # DropPath is the identity in eval mode
+        if torch.jit.is_scripting():  # TorchScript compiles this branch only: the modules one by one
+            h = self.fc1(x)
+            return x + self.drop_path(self.fc2(self.graph_conv(h, self.position_bias((h.shape[-2], h.shape[-1])))))
+        else:
+            shortcut = x
+            x = conv_bn(self.fc1, x)  # (1x1 conv, BN) pairs as batched matmuls: see zoo.layers.pointwise
+            x = self.graph_conv(x, self.position_bias((x.shape[-2], x.shape[-1])))
+            if self.training and not isinstance(self.drop_path, nn.Identity):
+                return self.drop_path(conv_bn(self.fc2, x)) + shortcut
+            return conv_bn(self.fc2, x, residual=shortcut)  # DropPath is the identity in eval mode

@@ -12,7 +12,7 @@ and not while tracing, scripting, compiling, exporting or under a dispatch mode 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +21,14 @@ from timm.layers.activations import GELU as TimmGELU
 from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from .batchnorm_fold import folded_conv_bn
 from .hooks import observed
 
 __all__ = ['fusable_activation', 'onednn_applies', 'linear_act', 'conv2d_act', 'OneDnnLinear', 'OneDnnMlp',
            'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm']
 
-_ACTS = {'gelu': (F.gelu, 'none'), 'relu': (F.relu, ''), 'none': (lambda x: x, '')}
+# oneDNN's post-op algorithm argument for each activation ('none': exact, erf-based GELU)
+_ALGORITHMS = {'gelu': 'none', 'relu': '', 'none': ''}
 
 
 def _has_onednn() -> bool:
@@ -56,7 +58,6 @@ def fusable_activation(act: nn.Module) -> Optional[str]:
     return None
 
 
-@torch.jit.unused
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True for a plain CPU float32 inference call (see the module docstring)."""
     if not _ONEDNN or _is_fx_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
@@ -70,23 +71,32 @@ def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return not torch.is_autocast_enabled('cpu')
 
 
+def _activate(x: torch.Tensor, act: str) -> torch.Tensor:
+    """The plain-path activation named by ``act`` (TorchScript compiles this; a dict of functions it cannot)."""
+    if act == 'gelu':
+        return F.gelu(x)
+    if act == 'relu':
+        return F.relu(x)
+    return x
+
+
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: str = 'none') -> torch.Tensor:
     """``act(F.linear(x, weight, bias))`` for ``act`` in 'gelu' (exact), 'relu', 'none'."""
-    fn, algorithm = _ACTS[act]
-    if not torch.jit.is_scripting() and onednn_applies(x, weight):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, act, [], algorithm)
-    return fn(F.linear(x, weight, bias))
+    if not torch.jit.is_scripting():  # TorchScript drops this branch without compiling it
+        if onednn_applies(x, weight):
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, act, [], _ALGORITHMS[act])
+    return _activate(F.linear(x, weight, bias), act)
 
 
 def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: Sequence[int],
                padding: Sequence[int], dilation: Sequence[int], groups: int, act: str = 'none') -> torch.Tensor:
     """``act(F.conv2d(x, weight, bias, ...))`` for ``act`` in 'gelu' (exact), 'relu', 'none'; numeric padding.
     The output keeps the input's memory format, as ``F.conv2d``'s does."""
-    fn, algorithm = _ACTS[act]
-    if not torch.jit.is_scripting() and onednn_applies(x, weight):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, list(padding), list(stride), list(dilation), groups, act, [], algorithm)
-    return fn(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+    if not torch.jit.is_scripting():  # TorchScript drops this branch without compiling it
+        if onednn_applies(x, weight):
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, weight, bias, list(padding), list(stride), list(dilation), groups, act, [], _ALGORITHMS[act])
+    return _activate(F.conv2d(x, weight, bias, stride, padding, dilation, groups), act)
 
 
 class OneDnnLinear(nn.Linear):
@@ -103,12 +113,20 @@ class OneDnnMlp(Mlp):
     in inference calls when it is exact GELU or ReLU and ``fc1`` a plain linear layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = fusable_activation(self.act)
-        if act is not None and type(self.fc1) in (nn.Linear, OneDnnLinear) and not observed(self.fc1, self.act):
+        act: Optional[str] = None
+        if not torch.jit.is_scripting():  # TorchScript drops this branch: it runs the modules
+            act = self._fusable_act()
+        if act is not None:
             x = linear_act(x, self.fc1.weight, self.fc1.bias, act)
         else:
             x = self.act(self.fc1(x))
         return self.drop2(self.fc2(self.norm(self.drop1(x))))
+
+    def _fusable_act(self) -> Optional[str]:
+        """The activation's post-op name when ``fc1`` is a plain linear layer and neither module is hooked."""
+        if type(self.fc1) not in (nn.Linear, OneDnnLinear) or observed(self.fc1, self.act):
+            return None
+        return fusable_activation(self.act)
 
 
 _ONEDNN_CLASSES = {nn.Linear: OneDnnLinear, Mlp: OneDnnMlp}
@@ -135,14 +153,6 @@ def _batchnorm_act(bn: nn.Module) -> Optional[str]:
     if type(bn) is BatchNormAct2d and type(bn.drop) is nn.Identity:
         return fusable_activation(bn.act)
     return None
-
-
-def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``conv`` with the eval-mode ``bn`` after it folded in (computed on every call from the
-    current parameters and statistics, so never stale; differentiable)."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    bias = bn.bias - bn.running_mean * scale if conv.bias is None else bn.bias + (conv.bias - bn.running_mean) * scale
-    return conv.weight * scale.view(-1, 1, 1, 1), bias
 
 
 def conv_bn_act(x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> Optional[torch.Tensor]:

@@ -16,9 +16,10 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .batchnorm_fold import folded_conv_bn
 from .hooks import observed
 
-__all__ = ['foldable', 'folded_conv_bn', 'pointwise_conv', 'conv_bn', 'activate']
+__all__ = ['foldable', 'folded_pointwise', 'pointwise_conv', 'conv_bn', 'activate']
 
 
 def foldable(conv: nn.Module, bn: nn.Module) -> bool:
@@ -28,14 +29,12 @@ def foldable(conv: nn.Module, bn: nn.Module) -> bool:
             and not observed(conv, bn))  # hooked modules run as modules
 
 
-def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, Optional[torch.Tensor], bool]:
+def folded_pointwise(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, Optional[torch.Tensor], bool]:
     """(weight (O, C / groups), bias, folded): the conv's own, or with the eval-mode BatchNorm folded in."""
-    weight, bias = conv.weight.flatten(1), conv.bias
     if bn.training or bn.running_var is None or bn.weight is None:
-        return weight, bias, False
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale if bias is None else bn.bias + (bias - bn.running_mean) * scale
-    return weight * scale[:, None], shift, True
+        return conv.weight.flatten(1), conv.bias, False
+    weight, bias = folded_conv_bn(conv, bn)
+    return weight.flatten(1), bias, True
 
 
 def pointwise_conv(
@@ -75,7 +74,7 @@ def conv_bn(pair: nn.Sequential, x: torch.Tensor, residual: Optional[torch.Tenso
         out = pair(x)
         return out if residual is None else out + residual
     B, _, H, W = x.shape
-    weight, bias, folded = folded_conv_bn(conv, bn)
+    weight, bias, folded = folded_pointwise(conv, bn)
     if folded:
         res = None if residual is None else residual.reshape(B, -1, H * W)
         return pointwise_conv(x.reshape(B, -1, H * W), weight, bias, conv.groups, res).view(B, -1, H, W)

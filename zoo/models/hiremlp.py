@@ -17,7 +17,7 @@ official ``F.pad`` refuses. Stage outputs have reductions 4/8/16/32.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from torch import nn
 
 from ..layers.branch_reweight import BranchReweight
 from ..layers.factory_kwargs import with_factory_kwargs
+from ..layers.hooks import observed
 from .mixer_pyramid import MixerPyramid
 from ..registry import register_model
 
@@ -128,23 +129,30 @@ class HierarchicalRearrangeMixing(nn.Module):
         self.reweight = BranchReweight(dim, num_branches=3)
         self.proj = nn.Conv2d(dim, dim, 1)
 
-    def _region_mlp(
-            self, x: torch.Tensor, dim: int, fc1: nn.Conv2d, norm: nn.Module, fc2: nn.Conv2d,
-    ) -> torch.Tensor:
-        """``scatter_regions(fc2(act(norm(fc1(gather_regions(x))))))`` with the same arithmetic and fewer
-        copies: fc1 on the stacked regions is a (p x 1) conv of stride p on the shifted map (its weight
-        viewed so, channel c * p + i being row i of channel c), so the regions are never stacked; and
-        the unstacking is one gather (:func:`unstack_regions`)."""
-        p, s = self.region_size, self.shift
+    def _region_fc1(self, x: torch.Tensor, dim: int, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """``fc1(gather_regions(x))`` without stacking the regions: fc1 on the stacked regions is a (p x 1)
+        conv of stride p on the shifted map (its weight viewed so, channel c * p + i being row i of
+        channel c). Same arithmetic, one copy fewer."""
+        p = self.region_size
         kernel = (p, 1) if dim == 2 else (1, p)
-        weight = fc1.weight.reshape(fc1.out_channels, x.shape[1], *kernel)
-        y = F.conv2d(shift_and_pad(x, dim, p, s), weight, fc1.bias, kernel)
-        y = fc2(self.act(norm(y)))
-        return unstack_regions(y, dim, p, s, x.shape[dim])
+        weight = weight.reshape(weight.shape[0], x.shape[1], kernel[0], kernel[1])
+        return F.conv2d(shift_and_pad(x, dim, p, self.shift), weight, bias, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
-        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
+        # each region MLP: scatter_regions(fc2(act(norm(fc1(gather_regions(x)))))), the unstacking being
+        # one gather (:func:`unstack_regions`)
+        p, s = self.region_size, self.shift
+        H, W = x.shape[2], x.shape[3]
+        hooked = False
+        if not torch.jit.is_scripting():  # TorchScript drops this branch
+            hooked = observed(self.mlp_h1, self.mlp_w1)
+        if hooked:  # hooked fc1s run as modules, on the stacked regions
+            h, w = self.mlp_h1(gather_regions(x, 2, p, s)), self.mlp_w1(gather_regions(x, 3, p, s))
+        else:
+            h = self._region_fc1(x, 2, self.mlp_h1.weight, self.mlp_h1.bias)
+            w = self._region_fc1(x, 3, self.mlp_w1.weight, self.mlp_w1.bias)
+        h = unstack_regions(self.mlp_h2(self.act(self.mlp_h1_norm(h))), 2, p, s, H)
+        w = unstack_regions(self.mlp_w2(self.act(self.mlp_w1_norm(w))), 3, p, s, W)
         c = self.mlp_c(x)
         return self.proj(self.reweight([h, w, c]))
 

@@ -21,6 +21,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from torch import nn
 
+from ..layers.batchnorm_fold import folded_conv_bn
 from ..layers.branch_reweight import BranchReweight
 from ..layers.hooks import observed
 from ..layers.factory_kwargs import with_factory_kwargs
@@ -59,13 +60,6 @@ def pairwise_token_fc(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
                  conv.padding, conv.dilation, 2 * out_chs)
     # the pair sum as two strided slices: a reshape would pin the batch size in a traced (ONNX) graph
     return y[:, 0::2] + y[:, 1::2]
-
-
-def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``bn(conv(x))`` as one conv, for a BatchNorm that uses its running statistics."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    return conv.weight * scale.reshape(-1, 1, 1, 1), (bias - bn.running_mean) * scale + bn.bias
 
 
 class PhaseAwareTokenMixing(nn.Module):
@@ -107,7 +101,7 @@ class PhaseAwareTokenMixing(nn.Module):
         weights = [m.weight for m in fcs]
         biases = [m.bias if m.bias is not None else torch.zeros_like(m.weight[:, 0, 0, 0]) for m in fcs]
         convs = [seq[0] for seq in (self.theta_h_conv, self.theta_w_conv)]
-        phases = [_folded(conv, seq[1]) for conv, seq in zip(convs, (self.theta_h_conv, self.theta_w_conv))]
+        phases = [folded_conv_bn(conv, seq[1]) for conv, seq in zip(convs, (self.theta_h_conv, self.theta_w_conv))]
         depthwise = convs[0].groups > 1
         if not depthwise:
             weights += [w for w, _ in phases]
@@ -119,16 +113,24 @@ class PhaseAwareTokenMixing(nn.Module):
                     for conv, (w, b) in zip(convs, phases)]
         return out[:3] + [torch.relu(t) for t in out[3:]]
 
+    def _module_projections(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """fc_h(x), fc_w(x), fc_c(x), theta_h(x), theta_w(x), module by module: in training the BatchNorms need
+        batch statistics, and separate convs also train faster here than one concatenated conv whose output
+        is split (measured)."""
+        return [self.fc_h(x), self.fc_w(x), self.fc_c(x), self.theta_h_conv(x), self.theta_w_conv(x)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._folds():
-            x_h, x_w, c, theta_h, theta_w = self._projections(x)
+        if torch.jit.is_scripting():  # TorchScript compiles this branch only
+            projections = self._module_projections(x)
         else:
-            # training: the BatchNorms need batch statistics; separate convs also train faster here than one
-            # concatenated conv whose output is split (measured)
-            x_h, x_w, c = self.fc_h(x), self.fc_w(x), self.fc_c(x)
-            theta_h, theta_w = self.theta_h_conv(x), self.theta_w_conv(x)
-        h = pairwise_token_fc(unfold_wave(x_h, theta_h), self.tfc_h)
-        w = pairwise_token_fc(unfold_wave(x_w, theta_w), self.tfc_w)
+            projections = self._projections(x) if self._folds() else self._module_projections(x)
+        x_h, x_w, c, theta_h, theta_w = projections
+        h, w = unfold_wave(x_h, theta_h), unfold_wave(x_w, theta_w)
+        if torch.jit.is_scripting():
+            h, w = self.tfc_h(h), self.tfc_w(w)
+        else:  # hooked token fcs run as modules
+            h = self.tfc_h(h) if observed(self.tfc_h) else pairwise_token_fc(h, self.tfc_h)
+            w = self.tfc_w(w) if observed(self.tfc_w) else pairwise_token_fc(w, self.tfc_w)
         return self.proj(self.reweight([h, w, c]))
 
 
