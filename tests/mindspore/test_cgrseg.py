@@ -159,3 +159,24 @@ def test_adaptive_avg_pool_matches_torch():
     for size in [(2, 2), (5, 3), (12, 7), (1, 1)]:
         expected = F.adaptive_avg_pool2d(torch.from_numpy(x), size).numpy()
         np.testing.assert_allclose(adaptive_avg_pool2d(ms.Tensor(x), size).asnumpy(), expected, atol=1e-6)
+
+
+def test_backbone_batchnorms_stay_in_eval_mode_in_training(tiny):
+    """As the torch model (and the official backbone): a training step leaves the backbone's BatchNorm statistics
+    as they are and updates the head's."""
+    _, cell = tiny
+    bns = {name: c for name, c in cell.cells_and_names() if isinstance(c, ms.nn.BatchNorm2d)}
+    before = {name: c.moving_mean.asnumpy().copy() for name, c in bns.items()}
+    variances = {name: c.moving_variance.asnumpy().copy() for name, c in bns.items()}
+    try:
+        cell.set_train(True)
+        cell(ms.Tensor(image(batch=2)))
+    finally:
+        cell.set_train(False)
+        moved = {name: not np.array_equal(before[name], c.moving_mean.asnumpy()) for name, c in bns.items()}
+        for name, c in bns.items():
+            c.moving_mean.set_data(ms.Tensor(before[name]))  # the module's fixture is shared
+            c.moving_variance.set_data(ms.Tensor(variances[name]))
+    assert any(name.startswith('backbone.') for name in moved) and any(name.startswith('decode_head.') for name in moved)
+    assert not any(m for name, m in moved.items() if name.startswith('backbone.'))
+    assert all(m for name, m in moved.items() if name.startswith('decode_head.'))

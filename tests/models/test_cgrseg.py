@@ -223,3 +223,21 @@ def test_imagenet_backbone_checkpoint_starts_the_backbone(tmp_path):
                           pretrained_cfg_overlay=dict(file=str(tmp_path / 'eformer_s2.pth')))
     assert timm.create_model('cgrseg_t.snap_dist_in1k').pretrained_cfg['hf_hub_id'] == \
         'timm/efficientformerv2_s1.snap_dist_in1k'
+
+
+@pytest.mark.parametrize('norm_eval', [True, False])
+def test_backbone_batchnorms_stay_in_eval_mode_in_training(norm_eval):
+    """The official backbone's train() keeps every BatchNorm in eval mode (running statistics, never updated)
+    while the head's train; ``backbone_norm_eval=False`` trains them all."""
+    model = timm.create_model('cgrseg_t', backbone_norm_eval=norm_eval).train()
+    backbone_bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    head_bns = [m for m in model.decode_head.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert backbone_bns and head_bns
+    before = [bn.running_mean.clone() for bn in backbone_bns]
+    model(torch.randn(2, 3, 64, 64)).mean().backward()
+    moved = [not torch.equal(b, bn.running_mean) for b, bn in zip(before, backbone_bns)]
+    assert all(bn.training != norm_eval for bn in backbone_bns) and all(bn.training for bn in head_bns)
+    assert not any(moved) if norm_eval else all(moved)
+    assert all(bn.weight.grad is not None for bn in backbone_bns)  # the affine parameters still learn
+    model.eval()
+    assert not any(m.training for m in model.modules())

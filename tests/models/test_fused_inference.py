@@ -63,9 +63,9 @@ def pair(request):
     return name, model, _plain_twin(model, faster), x
 
 
-def _assert_close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+def _assert_close(a: torch.Tensor, b: torch.Tensor, what: str, tol: float = 1e-5) -> None:
     scale = b.abs().max().item() or 1.
-    assert (a - b).abs().max().item() <= 1e-5 * scale + 1e-6, f'{what}: max abs diff {(a - b).abs().max().item()}'
+    assert (a - b).abs().max().item() <= tol * (scale + 0.1), f'{what}: max abs diff {(a - b).abs().max().item()}'
 
 
 def test_inference_calls_equal_timms_modules(pair):
@@ -77,19 +77,23 @@ def test_inference_calls_equal_timms_modules(pair):
 
 @pytest.mark.parametrize('train', [False, True])
 def test_outputs_and_gradients_equal_timms_modules(pair, train):
+    """With autograd on, the folded BatchNorms (eval mode; CGRSeg's backbone keeps them so in training too) are
+    the same arithmetic: in float64, where rounding cannot hide a wrong fold, to 1e-10. (Float32 rounding
+    alone reaches 1e-4 on CGRSeg's train-mode output: its head normalises a batch of two 2x2 maps.)"""
     name, fast, plain, x = pair
-    fast, plain = copy.deepcopy(fast).train(train), copy.deepcopy(plain).train(train)
+    fast, plain = copy.deepcopy(fast).double().train(train), copy.deepcopy(plain).double().train(train)
+    x = x.double()
     torch.manual_seed(0)  # dropout / drop path draw the same masks in both
     out_fast = fast(x)
     torch.manual_seed(0)
     out_plain = plain(x)
-    _assert_close(out_fast, out_plain, f'{name} output (train={train})')
+    _assert_close(out_fast, out_plain, f'{name} output (train={train})', tol=1e-10)
     out_fast.square().mean().backward()
     out_plain.square().mean().backward()
     for (key, p), q in zip(fast.named_parameters(), plain.parameters()):
         if q.grad is not None:
             assert p.grad is not None, f'{name}: {key} got no gradient'
-            _assert_close(p.grad, q.grad, f'{name} gradient of {key} (train={train})')
+            _assert_close(p.grad, q.grad, f'{name} gradient of {key} (train={train})', tol=1e-10)
 
 
 def test_modules_keep_timms_classes_as_bases():

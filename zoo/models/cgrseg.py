@@ -173,11 +173,14 @@ class EfficientFormerV2Backbone(EfficientFormerV2):
 
     Args:
         bias_resolution: input size whose token grid defines the attention-bias tables (512 in CGRSeg).
+        norm_eval: keep every BatchNorm in eval mode (running statistics, not updated) while the rest trains,
+            as the official backbone always does (its ``train()``); their affine parameters still learn.
         kwargs: ``EfficientFormerV2`` arguments (depths, embed_dims, mlp_ratios, num_vit, in_chans, ...).
     """
 
-    def __init__(self, bias_resolution: int = 512, **kwargs: Any) -> None:
+    def __init__(self, bias_resolution: int = 512, norm_eval: bool = True, **kwargs: Any) -> None:
         super().__init__(img_size=bias_resolution, num_classes=0, global_pool='', **kwargs)
+        self.norm_eval = norm_eval
         self.norm = nn.Identity()
         self.head_dist = None
         for module in self.modules():
@@ -185,6 +188,14 @@ class EfficientFormerV2Backbone(EfficientFormerV2):
             if type(module) in _SIZE_ADAPTIVE:
                 module.__class__ = _SIZE_ADAPTIVE[type(module)]
         _use_faster_modules(self)
+
+    def train(self, mode: bool = True) -> 'EfficientFormerV2Backbone':
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         return self.forward_intermediates(x, intermediates_only=True)
@@ -354,6 +365,8 @@ class CGRSeg(nn.Module):
         drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth of the backbone.
         bias_resolution: input size whose token grid defines the backbone's attention-bias tables.
+        in_index: the backbone stages the head reads.
+        backbone_norm_eval: keep the backbone's BatchNorms in eval mode in training, as the official model does.
     """
     output_stride = 8
 
@@ -373,6 +386,7 @@ class CGRSeg(nn.Module):
             drop_path_rate: float = 0.,
             bias_resolution: int = 512,
             in_index: Sequence[int] = (1, 2, 3),
+            backbone_norm_eval: bool = True,
     ) -> None:
         super().__init__()
         self.in_chans = in_chans
@@ -380,7 +394,7 @@ class CGRSeg(nn.Module):
         self.in_index = tuple(in_index)
         self.backbone = EfficientFormerV2Backbone(
             bias_resolution=bias_resolution, depths=depths, embed_dims=embed_dims, mlp_ratios=mlp_ratios,
-            num_vit=num_vit, in_chans=in_chans, drop_path_rate=drop_path_rate)
+            num_vit=num_vit, in_chans=in_chans, drop_path_rate=drop_path_rate, norm_eval=backbone_norm_eval)
         self.decode_head = CGRSegHead(
             [embed_dims[i] for i in self.in_index], head_channels, num_classes=num_classes,
             band_kernel_size=band_kernel_size, neck_band_kernel_size=neck_band_kernel_size, neck_depth=neck_depth,

@@ -37,7 +37,8 @@ class CGRSeg(nn.Cell):
 
     def __init__(self, backbone: str, num_vit: int, head_channels: int, band_kernel_size: int = 11,
                  neck_band_kernel_size: int = 11, neck_depth: int = 5, num_classes: int = 150, in_chans: int = 3,
-                 bias_resolution: Union[int, tuple[int, int]] = 512, in_index: Sequence[int] = (1, 2, 3)):
+                 bias_resolution: Union[int, tuple[int, int]] = 512, in_index: Sequence[int] = (1, 2, 3),
+                 backbone_norm_eval: bool = True):
         super().__init__()
         self.in_chans = in_chans
         self.num_classes = num_classes
@@ -45,7 +46,7 @@ class CGRSeg(nn.Cell):
         widths = EfficientFormer_width[backbone]
         self.backbone = EfficientFormerV2Backbone(
             EfficientFormer_depth[backbone], widths, EfficientFormer_expansion_ratios[backbone], num_vit,
-            in_chans=in_chans, bias_resolution=bias_resolution)
+            in_chans=in_chans, bias_resolution=bias_resolution, norm_eval=backbone_norm_eval)
         self.decode_head = CGRSegHead(
             [widths[i] for i in self.in_index], head_channels, num_classes=num_classes,
             band_kernel_size=band_kernel_size, neck_band_kernel_size=neck_band_kernel_size, neck_depth=neck_depth)

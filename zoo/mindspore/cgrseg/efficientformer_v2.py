@@ -247,10 +247,11 @@ class Stem4(nn.Cell):
 
 
 class EfficientFormerV2Backbone(nn.Cell):
-    """The four stage outputs (strides 4, 8, 16, 32) of EfficientFormerV2, biases on ``bias_resolution``'s grid."""
+    """The four stage outputs (strides 4, 8, 16, 32) of EfficientFormerV2, biases on ``bias_resolution``'s grid.
+    With ``norm_eval`` (the official backbone's behaviour) its BatchNorms stay in eval mode in training."""
 
     def __init__(self, depths: Sequence[int], embed_dims: Sequence[int], mlp_ratios: Sequence, num_vit: int,
-                 in_chans: int = 3, bias_resolution: Union[int, Size2] = 512):
+                 in_chans: int = 3, bias_resolution: Union[int, Size2] = 512, norm_eval: bool = True):
         super().__init__()
         img = (bias_resolution, bias_resolution) if isinstance(bias_resolution, int) else tuple(bias_resolution)
         self.stem = Stem4(in_chans, embed_dims[0])
@@ -264,6 +265,10 @@ class EfficientFormerV2Backbone(nn.Cell):
             stride *= 2 if i > 0 else 1
             prev = embed_dims[i]
         self.stages = nn.CellList(stages)
+        if norm_eval:  # running statistics in training too; set here because set_train flags cells directly
+            for _, cell in self.cells_and_names():
+                if isinstance(cell, nn.BatchNorm2d):
+                    cell.use_batch_statistics = False
 
     def construct(self, x: Tensor) -> tuple:
         x = self.stem(x)
