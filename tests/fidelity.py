@@ -129,18 +129,20 @@ def assert_grads_close(fast: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]
         assert (f - r).norm() <= tol * max(r.norm(), largest if r.norm() < 1e-4 * largest else 0)
 
 
-def assert_same_as_reference(module: torch.nn.Module, reference, x: torch.Tensor) -> None:
+def assert_same_as_reference(module, reference, x: torch.Tensor, parameters=None) -> None:
     """``module(x)`` and ``reference(x)`` (the plain arithmetic a fast path replaces) give the same output and the
-    same gradients of a fixed loss, for the input and every parameter: 1e-6 / 1e-5 relative in float32, 1e-10 in
-    float64."""
+    same gradients of a fixed loss, for the input and every parameter (``module``'s, or ``parameters`` when
+    ``module`` is a function): 1e-6 / 1e-5 relative in float32, 1e-10 in float64."""
+    params = list(module.parameters() if parameters is None else parameters)
     outs, grads = [], []
     for fn in (module, reference):
         xi = x.clone().requires_grad_(True)
         out = fn(xi)
         out.backward(torch.linspace(-1, 1, out.numel(), dtype=x.dtype).reshape(out.shape))
         outs.append(out)
-        grads.append([xi.grad] + [p.grad.clone() for p in module.parameters()])
-        module.zero_grad()
+        grads.append([xi.grad] + [p.grad.clone() for p in params])
+        for p in params:
+            p.grad = None
     float32 = x.dtype == torch.float32
     assert relative_diff(outs[0], outs[1]) < (1e-6 if float32 else 1e-10)
     assert_grads_close(*grads, 1e-5 if float32 else 1e-10)

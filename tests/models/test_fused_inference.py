@@ -106,7 +106,8 @@ def test_modules_keep_timms_classes_as_bases():
 @torch.no_grad()
 @pytest.mark.parametrize('name, layer', [
     ('tinysam_vit_t', 'patch_embed.conv1.conv'), ('wavemlp_t', 'network.0.0.attn.fc_h'),
-    ('wavemlp_t', 'network.0.0.attn.tfc_h'), ('hire_mlp_tiny', 'network.0.0.attn.mlp_h1'),
+    ('wavemlp_t', 'network.0.0.attn.tfc_h'), ('wavemlp_t', 'network.0.0.norm2'), ('wavemlp_t', 'network.0.0.mlp.act'),
+    ('hire_mlp_tiny', 'network.0.0.attn.mlp_h1'), ('hire_mlp_tiny', 'network.0.0.mlp.fc1'),
     ('pvig_ti_224_gelu', 'backbone.0.0.fc1.0'), ('vig_ti_224_gelu', 'backbone.0.0.graph_conv.gconv.nn.0'),
     ('vig_ti_224_gelu', 'backbone.0.0.graph_conv.gconv.nn.2'), ('cgrseg_t', None)])
 def test_hooked_layers_run_as_modules(name, layer):

@@ -37,16 +37,20 @@ class BranchReweight(nn.Module):
         if len(branches) != self.num_branches:
             raise ValueError(f'expected {self.num_branches} branches, got {len(branches)}')
         B, C = branches[0].shape[0], branches[0].shape[1]
-        total = branches[0]
+        # the mean of the sum as the sum of the means: the summed map is never written (same value up to rounding)
+        pooled = branches[0].mean((2, 3), keepdim=True)
         for k in range(1, self.num_branches):
-            total = total + branches[k]
-        pooled = total.mean((2, 3), keepdim=True)
+            pooled = pooled + branches[k].mean((2, 3), keepdim=True)
         weights = self.fc2(self.act(self.fc1(pooled)))
         # channel c*num_branches + k weighs branch k of channel c; lay the weights out branch-major so
         # that each branch multiplies a contiguous (B, C, 1, 1) tensor
         weights = weights.reshape(B, C, self.num_branches).softmax(dim=-1)
         weights = weights.permute(2, 0, 1).contiguous()[..., None, None]
+        # one output map, accumulated in place: each further branch is one fused multiply-add pass (autograd
+        # allows it: no backward reads ``out``); fresh maps this large cost page faults on every call. The
+        # result is reassigned so that torch.fx graphs keep the in-place nodes (their dead-code pass drops
+        # calls whose results are unused)
         out = branches[0] * weights[0]
         for k in range(1, self.num_branches):
-            out = out + branches[k] * weights[k]
+            out = out.addcmul_(branches[k], weights[k])
         return out

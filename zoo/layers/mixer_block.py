@@ -12,9 +12,15 @@ import torch
 from timm.layers import ConvMlp, DropPath
 from torch import nn
 
+from .hooks import observed
+from .onednn import conv_mlp
+
 
 class MixerBlock(nn.Module):
-    """Pre-norm residual block: token mixer, then a 1x1-conv channel MLP of ``mlp_ratio`` expansion."""
+    """Pre-norm residual block: token mixer, then a 1x1-conv channel MLP of ``mlp_ratio`` expansion.
+
+    The token mixer must return a new tensor (not a view of its input): in eval mode the residual is added into
+    it in place."""
 
     def __init__(
             self,
@@ -33,6 +39,16 @@ class MixerBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x
+        if torch.jit.is_scripting():  # TorchScript compiles this branch only: the modules one by one
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        else:
+            if self.training or observed(self.attn, self.mlp):
+                x = x + self.drop_path(self.attn(self.norm1(x)))
+                return x + self.drop_path(self.mlp(self.norm2(x)))
+            # eval: the residuals are added into the branches' fresh outputs (no further map written; nobody
+            # holds those outputs: no hooks), DropPath is the identity, and the channel MLP runs with its
+            # BatchNorm folded into fc1 and GELU fused (zoo.layers.onednn.conv_mlp)
+            x = self.attn(self.norm1(x)).add_(x)
+            mlp = conv_mlp(x, self.mlp, self.norm2)
+            return (self.mlp(self.norm2(x)) if mlp is None else mlp).add_(x)

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import BatchNormAct2d, Mlp
+from timm.layers import BatchNormAct2d, ConvMlp, Mlp
 from timm.layers.activations import GELU as TimmGELU
 from torch import nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -25,7 +25,7 @@ from .batchnorm_fold import folded_conv_bn
 from .hooks import observed
 
 __all__ = ['fusable_activation', 'onednn_applies', 'linear_act', 'conv2d_act', 'OneDnnLinear', 'OneDnnMlp',
-           'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm']
+           'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm', 'conv_mlp']
 
 # oneDNN's post-op algorithm argument for each activation ('none': exact, erf-based GELU)
 _ALGORITHMS = {'gelu': 'none', 'relu': '', 'none': ''}
@@ -183,3 +183,35 @@ class FoldingConvNorm(nn.Module):
                 return y
         return super().forward(x)
 
+
+
+def _eval_batchnorm(norm: nn.Module) -> bool:
+    """A plain BatchNorm2d that normalises with its running statistics and has affine parameters."""
+    return (type(norm) is nn.BatchNorm2d and not norm.training and norm.running_var is not None
+            and norm.weight is not None)
+
+
+def conv_mlp(x: torch.Tensor, mlp: ConvMlp, norm: Optional[nn.Module] = None) -> Optional[torch.Tensor]:
+    """``mlp(norm(x))`` for timm's ``ConvMlp`` (1x1 convs) in one pass fewer or two: an eval-mode BatchNorm ``norm``
+    before it folded into ``fc1``'s input side (``fc1(s * x + t) = (W s) x + (W t + b)``, exact for a 1x1 conv),
+    and the activation fused into ``fc1`` (:func:`conv2d_act`). Differentiable. None where that does not apply
+    (a train-mode or other norm, hooks, a replaced layer), for the caller to run the modules."""
+    fc1 = mlp.fc1
+    act = fusable_activation(mlp.act)
+    if _is_fx_tracing():  # an FX graph records the modules (feature extraction, FX + TorchScript)
+        return None
+    if act is None or type(fc1) is not nn.Conv2d or type(mlp.norm) is not nn.Identity or fc1.groups != 1:
+        return None
+    if norm is not None and not (_eval_batchnorm(norm) and fc1.kernel_size == (1, 1) and fc1.padding == (0, 0)):
+        return None
+    if observed(fc1, mlp.norm, mlp.act) or (norm is not None and observed(norm)):  # hooked: run as modules
+        return None
+    weight, bias = fc1.weight, fc1.bias
+    if norm is not None:
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        shifted = weight.flatten(1) @ shift
+        bias = shifted if bias is None else bias + shifted
+        weight = weight * scale.view(1, -1, 1, 1)
+    h = conv2d_act(x, weight, bias, fc1.stride, fc1.padding, fc1.dilation, fc1.groups, act)
+    return mlp.fc2(mlp.drop(h))

@@ -42,7 +42,7 @@ from timm.models.efficientformer_v2 import (
 )
 
 from ..layers.input_checks import check_image_input
-from ..layers.onednn import FoldingConvNorm, conv2d_act, fusable_activation
+from ..layers.onednn import FoldingConvNorm, conv_mlp
 from ..layers.rectangular_self_calibration import RectangularSelfCalibrationModule
 from ..registry import register_model
 from ..state_dicts import unwrap_state_dict
@@ -146,12 +146,8 @@ class _FusedConvMlp(ConvMlp):
     """timm's ConvMlp (the RCM's MLP) with the activation fused into ``fc1`` in inference calls."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act, fc1 = fusable_activation(self.act), self.fc1
-        if act is not None and type(fc1) is nn.Conv2d and type(self.norm) is nn.Identity:
-            x = conv2d_act(x, fc1.weight, fc1.bias, fc1.stride, fc1.padding, fc1.dilation, fc1.groups, act)
-        else:
-            x = self.act(self.norm(fc1(x)))
-        return self.fc2(self.drop(x))
+        y = conv_mlp(x, self)
+        return super().forward(x) if y is None else y
 
 
 #: timm classes run by faster subclasses: same parameters, module tree and arithmetic up to float rounding. In
