@@ -75,12 +75,26 @@ def test_block_equals_its_definition(norm, mode, dtype):
 
 
 @torch.no_grad()
-def test_block_with_hooks_runs_the_modules():
-    """A hook that keeps the token mixer's output sees it as the mixer returned it (never added to in place)."""
+@pytest.mark.parametrize('layer', ['attn', 'attn.conv', 'mlp.fc2'])
+def test_block_with_hooks_runs_the_modules(layer):
+    """A hook that keeps a branch's output, or an inner layer's, sees it as that layer returned it (never added
+    to in place)."""
     torch.manual_seed(0)
     block = MixerBlock(8, _Mixer(8)).eval()
     kept = []
-    block.attn.register_forward_hook(lambda m, args, out: kept.append((out, out.clone())))
+    block.get_submodule(layer).register_forward_hook(lambda m, args, out: kept.append((out, out.clone())))
     block(torch.randn(1, 8, 4, 4))
     out, copy = kept[0]
     assert torch.equal(out, copy)
+
+
+@torch.no_grad()
+def test_fx_feature_extraction_of_an_inner_node_is_not_changed_in_place():
+    """torchvision's feature extraction returns inner nodes of a traced graph: the mixer's output comes back as
+    the mixer computed it."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+    torch.manual_seed(0)
+    block = MixerBlock(8, _Mixer(8)).eval()
+    x = torch.randn(1, 8, 4, 4)
+    got = create_feature_extractor(block, return_nodes=['attn.conv', 'mlp.fc2'])(x)
+    assert torch.equal(got['attn.conv'], block.attn(block.norm1(x)))

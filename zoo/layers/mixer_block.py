@@ -13,7 +13,7 @@ from timm.layers import ConvMlp, DropPath
 from torch import nn
 
 from .hooks import observed
-from .onednn import conv_mlp
+from .onednn import conv_mlp, is_fx_tracing
 
 
 class MixerBlock(nn.Module):
@@ -43,12 +43,14 @@ class MixerBlock(nn.Module):
             x = x + self.drop_path(self.attn(self.norm1(x)))
             return x + self.drop_path(self.mlp(self.norm2(x)))
         else:
-            if self.training or observed(self.attn, self.mlp):
+            # the in-place path only where nobody else can hold the branches' outputs: no hook anywhere in them,
+            # and no torch.fx graph (feature extraction may return an inner node, which add_ would change)
+            if self.training or is_fx_tracing() or observed(*self.attn.modules(), *self.mlp.modules()):
                 x = x + self.drop_path(self.attn(self.norm1(x)))
                 return x + self.drop_path(self.mlp(self.norm2(x)))
-            # eval: the residuals are added into the branches' fresh outputs (no further map written; nobody
-            # holds those outputs: no hooks), DropPath is the identity, and the channel MLP runs with its
-            # BatchNorm folded into fc1 and GELU fused (zoo.layers.onednn.conv_mlp)
+            # eval: the residuals are added into the branches' fresh outputs (no further map written),
+            # DropPath is the identity, and the channel MLP runs with its BatchNorm folded into fc1 and GELU
+            # fused (zoo.layers.onednn.conv_mlp)
             x = self.attn(self.norm1(x)).add_(x)
             mlp = conv_mlp(x, self.mlp, self.norm2)
             return (self.mlp(self.norm2(x)) if mlp is None else mlp).add_(x)

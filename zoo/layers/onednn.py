@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from .batchnorm_fold import folded_conv_bn
 from .hooks import observed
 
-__all__ = ['fusable_activation', 'onednn_applies', 'linear_act', 'conv2d_act', 'OneDnnLinear', 'OneDnnMlp',
+__all__ = ['is_fx_tracing', 'fusable_activation', 'onednn_applies', 'linear_act', 'conv2d_act', 'OneDnnLinear', 'OneDnnMlp',
            'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm', 'conv_mlp']
 
 # oneDNN's post-op algorithm argument for each activation ('none': exact, erf-based GELU)
@@ -42,7 +42,7 @@ def _has_onednn() -> bool:
 _ONEDNN = _has_onednn()
 
 
-def _is_fx_tracing() -> bool:
+def is_fx_tracing() -> bool:
     from torch.fx import _symbolic_trace as fx  # is_fx_tracing() itself logs a warning on every call
     return (getattr(fx, 'is_fx_symbolic_tracing', None) or fx.is_fx_tracing)()
 
@@ -60,7 +60,7 @@ def fusable_activation(act: nn.Module) -> Optional[str]:
 
 def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True for a plain CPU float32 inference call (see the module docstring)."""
-    if not _ONEDNN or _is_fx_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if not _ONEDNN or is_fx_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
     if _get_current_dispatch_mode() is not None:  # e.g. a FLOP counter (zoo.benchmark's MACs) or fake tensors
         return False
@@ -184,7 +184,6 @@ class FoldingConvNorm(nn.Module):
         return super().forward(x)
 
 
-
 def _eval_batchnorm(norm: nn.Module) -> bool:
     """A plain BatchNorm2d that normalises with its running statistics and has affine parameters."""
     return (type(norm) is nn.BatchNorm2d and not norm.training and norm.running_var is not None
@@ -196,10 +195,10 @@ def conv_mlp(x: torch.Tensor, mlp: ConvMlp, norm: Optional[nn.Module] = None) ->
     before it folded into ``fc1``'s input side (``fc1(s * x + t) = (W s) x + (W t + b)``, exact for a 1x1 conv),
     and the activation fused into ``fc1`` (:func:`conv2d_act`). Differentiable. None where that does not apply
     (a train-mode or other norm, hooks, a replaced layer), for the caller to run the modules."""
+    if is_fx_tracing():  # an FX graph records the modules (feature extraction, FX + TorchScript)
+        return None
     fc1 = mlp.fc1
     act = fusable_activation(mlp.act)
-    if _is_fx_tracing():  # an FX graph records the modules (feature extraction, FX + TorchScript)
-        return None
     if act is None or type(fc1) is not nn.Conv2d or type(mlp.norm) is not nn.Identity or fc1.groups != 1:
         return None
     if norm is not None and not (_eval_batchnorm(norm) and fc1.kernel_size == (1, 1) and fc1.padding == (0, 0)):
