@@ -71,18 +71,22 @@ def float32_sensitivity(model: torch.nn.Module, x: torch.Tensor, draws: int = 2)
 def test_compiled_equals_eager(name, one_thread):
     torch.manual_seed(0)  # the same weights and inputs every run
     x = torch.randn(2, *COMPILE_SIZES[name])
-    model = with_batchnorm_statistics(zoo.create_model(name), x)  # O(1) outputs: a wrong graph shows
+    # O(1) outputs, so that a wrong graph shows; SqueezeTime's late stages are 1 x 1 on a small clip, where gathered
+    # variances near 0 amplify float32 rounding (the same floor as the export round trip)
+    video = zoo.model_info(name).task == 'video'
+    model = with_batchnorm_statistics(zoo.create_model(name), x, min_variance=0.1 if video else 0.)
     dynamo.reset()
     with torch.no_grad():
         expected = model(x)
         got = torch.compile(model, backend='inductor', fullgraph=True)(x)
     dynamo.reset()
     scale = expected.abs().max().item()
-    assert 0.05 < scale < 1e4  # SqueezeTime's logits reach 1e3 with random weights
+    assert 0.05 < scale < 1e3, f'outputs of size {scale} hide wrong graphs'
     # 1e-4 relative, or twice the eager model's own float32 error where that is larger (as zoo.export checks):
     # a kernel reordering cannot agree with float32 eager better than float32 agrees with float64, nor better
-    # than eager agrees with itself on inputs one ulp away. SqueezeTime needs the latter: at 16x32x32 with random
-    # weights, inputs moved by half an ulp change its logits (size 292) by 0.07-0.43 (float64: 0.15; inductor: 0.73)
+    # than eager agrees with itself on inputs one ulp away. Unfloored, SqueezeTime needed the latter: at 16x32x32
+    # with random weights, inputs moved by half an ulp changed its logits (size 292) by 0.07-0.43, and inductor
+    # by 0.59 on one CI run against a bound of 0.54
     with torch.no_grad():
         own_error = (model.double()(x.double()) - expected.double()).abs().max().item()
     model.float()
