@@ -84,6 +84,10 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     """``act(F.linear(x, weight, bias))`` for ``act`` in 'gelu' (exact), 'relu', 'none'."""
     if not torch.jit.is_scripting():  # TorchScript drops this branch without compiling it
         if onednn_applies(x, weight):
+            if act == 'gelu':
+                # the product, then aten's GELU in place on the fresh output: oneDNN's GELU post-op on a matmul was
+                # 10-27% slower at PyramidTNT's and SLAB's MLP shapes (its convolutions' post-op is not: kept there)
+                return torch.ops.aten.gelu_(torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], ''))
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, act, [], _ALGORITHMS[act])
     return _activate(F.linear(x, weight, bias), act)
 
