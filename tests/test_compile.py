@@ -10,7 +10,7 @@ import torch
 import torch._dynamo as dynamo
 
 import zoo
-from test_export import with_batchnorm_statistics
+from test_export import variance_floor, with_batchnorm_statistics
 
 #: One variant per family (the smallest), checked by default; every other model runs with the slow tests.
 FAMILY_VARIANTS = [
@@ -71,10 +71,8 @@ def float32_sensitivity(model: torch.nn.Module, x: torch.Tensor, draws: int = 2)
 def test_compiled_equals_eager(name, one_thread):
     torch.manual_seed(0)  # the same weights and inputs every run
     x = torch.randn(2, *COMPILE_SIZES[name])
-    # O(1) outputs, so that a wrong graph shows; SqueezeTime's late stages are 1 x 1 on a small clip, where gathered
-    # variances near 0 amplify float32 rounding (the same floor as the export round trip)
-    video = zoo.model_info(name).task == 'video'
-    model = with_batchnorm_statistics(zoo.create_model(name), x, min_variance=0.1 if video else 0.)
+    # O(1) outputs, so that a wrong graph shows (variances floored as in the export round trip)
+    model = with_batchnorm_statistics(zoo.create_model(name), x, min_variance=variance_floor(name))
     dynamo.reset()
     with torch.no_grad():
         expected = model(x)
