@@ -24,8 +24,9 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from .batchnorm_fold import folded_conv_bn
 from .hooks import observed
 
-__all__ = ['is_fx_tracing', 'fusable_activation', 'onednn_applies', 'linear_act', 'conv2d_act', 'OneDnnLinear', 'OneDnnMlp',
-           'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm', 'conv_mlp']
+__all__ = ['is_fx_tracing', 'fusable_activation', 'plain_cpu_inference', 'onednn_applies', 'linear_act', 'conv2d_act',
+           'OneDnnLinear', 'OneDnnMlp', 'use_onednn_linears', 'folded_conv_bn', 'conv_bn_act', 'FoldingConvNorm',
+           'conv_mlp']
 
 # oneDNN's post-op algorithm argument for each activation ('none': exact, erf-based GELU)
 _ALGORITHMS = {'gelu': 'none', 'relu': '', 'none': ''}
@@ -58,17 +59,24 @@ def fusable_activation(act: nn.Module) -> Optional[str]:
     return None
 
 
-def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """True for a plain CPU float32 inference call (see the module docstring)."""
-    if not _ONEDNN or is_fx_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+def plain_cpu_inference(*tensors: torch.Tensor) -> bool:
+    """True for a plain CPU float32 inference call on ``tensors`` (non-empty): not tracing, scripting-time
+    tracing, compiling or under a dispatch mode, no gradient wanted and no autocast (see the module docstring).
+    Hand-written CPU fast paths take it as their guard; anything else runs the general code."""
+    if is_fx_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
     if _get_current_dispatch_mode() is not None:  # e.g. a FLOP counter (zoo.benchmark's MACs) or fake tensors
         return False
-    if x.device.type != 'cpu' or x.dtype != torch.float32 or weight.dtype != torch.float32 or x.numel() == 0:
-        return False
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t.device.type != 'cpu' or t.dtype != torch.float32 or t.numel() == 0 or (grad and t.requires_grad):
+            return False
     return not torch.is_autocast_enabled('cpu')
+
+
+def onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True when oneDNN is available and the call is a plain CPU float32 inference call."""
+    return _ONEDNN and plain_cpu_inference(x, weight)
 
 
 def _activate(x: torch.Tensor, act: str) -> torch.Tensor:
