@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from timm.layers import register_notrace_function
 
+from .onednn import plain_cpu_inference
+
 __all__ = ['simplified_linear_attention', 'resize_token_grid']
 
 
@@ -41,11 +43,18 @@ def simplified_linear_attention(
     dtype = q.dtype
     if torch.jit.is_scripting():  # TorchScript has no autocast context to leave
         x = _sla_float32(q, k, v, num_heads, grid_size, dwc_weight, dwc_bias, eps)
+    elif _takes_inference_path(q, k, v, dwc_weight, dwc_bias):
+        return _sla_inference(q, k, v, num_heads, grid_size, dwc_weight, dwc_bias, eps)
     else:
         # autocast has no 'meta' device (shape-only runs): any device type disables nothing there
         with torch.autocast(device_type='cpu' if q.device.type == 'meta' else q.device.type, enabled=False):
             x = _sla_float32(q, k, v, num_heads, grid_size, dwc_weight, dwc_bias, eps)
     return x.to(dtype)
+
+
+def _takes_inference_path(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether :func:`_sla_inference` applies: a plain CPU float32 inference call (TorchScript never asks)."""
+    return plain_cpu_inference(*[t for t in tensors if t is not None])
 
 
 def _heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -76,6 +85,48 @@ def _sla_float32(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: i
         conv = F.conv2d(fm, dwc_weight, dwc_bias, padding=[pad, pad], groups=dwc_weight.shape[0])
         x = x + conv.float().flatten(2).transpose(1, 2)
     return x.reshape(B, num_heads, N, c).transpose(1, 2).reshape(B, N, C)
+
+
+def _relu_heads(t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """ReLU of (B, N, C) written straight into a fresh (B * num_heads, N, C // num_heads): one pass, not two."""
+    B, N, C = t.shape
+    c = C // num_heads
+    out = torch.empty(B, num_heads, N, c, dtype=t.dtype, device=t.device)
+    torch.clamp_min(t.unflatten(-1, (num_heads, c)).transpose(1, 2), 0, out=out)
+    return out.view(B * num_heads, N, c)
+
+
+def _sla_inference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, grid_size: tuple[int, int],
+                   dwc_weight: Optional[torch.Tensor], dwc_bias: Optional[torch.Tensor], eps: float) -> torch.Tensor:
+    """:func:`_sla_float32` for plain CPU float32 inference, with fewer passes over the (B, N, C) maps: the ReLU
+    while splitting the heads, the normaliser in place, the depthwise convolution on the values' own
+    channels-last layout (no transposed copy in, none out; oneDNN's fast layout for depthwise kernels), and
+    ``conv + x * z`` written once into the (B, N, C) output. Same arithmetic up to float rounding."""
+    B, N, C = q.shape
+    c = C // num_heads
+    j = k.shape[1]
+    qh = _relu_heads(q, num_heads)
+    kh = _relu_heads(k, num_heads)
+    vh = v.unflatten(-1, (num_heads, c)).transpose(1, 2).reshape(B * num_heads, j, c)
+    z = torch.bmm(qh, kh.sum(dim=1).unsqueeze(-1)).add_(eps).reciprocal_()  # (B*h, N, 1)
+    if N * j * (c + c) > c * c * (N + j):
+        x = torch.bmm(qh, torch.bmm(kh.transpose(1, 2), vh))
+    else:
+        x = torch.bmm(torch.bmm(qh, kh.transpose(1, 2)), vh)
+    out = torch.empty(B, N, num_heads, c, dtype=q.dtype, device=q.device)
+    heads_view = out.transpose(1, 2)  # (B, h, N, c) over out's memory
+    x = x.view(B, num_heads, N, c)
+    z = z.view(B, num_heads, N, 1)
+    if dwc_weight is None:
+        torch.mul(x, z, out=heads_view)
+    else:
+        H, W = grid_size
+        pad = dwc_weight.shape[-1] // 2
+        fm = vh.view(B * num_heads, H, W, c).permute(0, 3, 1, 2)  # channels-last (B*h, c, H, W), no copy
+        conv = F.conv2d(fm, dwc_weight, dwc_bias, padding=[pad, pad], groups=dwc_weight.shape[0])
+        conv = conv.permute(0, 2, 3, 1).reshape(B, num_heads, N, c)  # a view when the conv kept channels-last
+        torch.addcmul(conv, x, z, out=heads_view)
+    return out.view(B, N, C)
 
 
 @register_notrace_function  # size-dependent resampling: a leaf for torch.fx
