@@ -73,7 +73,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     _slab('slab_swin_t', 'swin_tiny_patch4_window7_224'),
     _slab('slab_cswin_t', None),
     _pair('CGRSeg', 'cgrseg_t', 'cgrseg', img_size=(512, 512), batch=2),
-    _pair('SqueezeTime', 'squeezetime_k400', 'squeezetime', batch=1),
+    _pair('SqueezeTime', 'squeezetime_k400', 'squeezetime', batch=2),  # train-mode BatchNorm needs 2 clips
     _pair('TinySAM', 'tinysam_vit_t', 'tinysam', img_size=(1024, 1024), batch=1),
 )
 
