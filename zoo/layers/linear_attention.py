@@ -107,7 +107,7 @@ def _sla_inference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads:
     j = k.shape[1]
     qh = _relu_heads(q, num_heads)
     kh = _relu_heads(k, num_heads)
-    vh = v.unflatten(-1, (num_heads, c)).transpose(1, 2).reshape(B * num_heads, j, c)
+    vh = _heads(v, num_heads)  # v is float32 here: _heads' cast is a no-op
     z = torch.bmm(qh, kh.sum(dim=1).unsqueeze(-1)).add_(eps).reciprocal_()  # (B*h, N, 1)
     if N * j * (c + c) > c * c * (N + j):
         x = torch.bmm(qh, torch.bmm(kh.transpose(1, 2), vh))
