@@ -7,8 +7,9 @@ import torch
 
 from zoo.train import load_recipe
 from zoo.train.fastmim_finetune import layer_decay_for
-from zoo.train.proof import (CHANCE, DIGIT_TRAITS, GPT4IMAGE_ALIGN_WEIGHT, MIM_MODEL, QUICK, ROWS, TRANSFORMER_TRAINING,
-                             Budget, finetune_options, main, plan, run_proof, trait_embeddings, training_options)
+from zoo.train.proof import (CHANCE, DIGIT_TRAITS, FULL, GPT4IMAGE_ALIGN_WEIGHT, MIM_MODEL, QUICK, ROWS,
+                             TRANSFORMER_TRAINING, Budget, finetune_options, main, plan, run_proof, trait_embeddings,
+                             training_options)
 from zoo.train.text_align import read_text_embeddings
 
 
@@ -41,14 +42,23 @@ def test_every_paradigm_learns_and_fastmim_keeps_up_with_scratch(quick_table):
     # pre-training must not cost accuracy: before the fix the fine-tuned encoder stayed at chance (10%)
     assert mim.top1 >= mim.baseline_top1 - 3., f'FastMIM fine-tuned {mim.top1:.2f}%, scratch {mim.baseline_top1:.2f}%'
     gpt = quick_table['gpt4image']
-    # the alignment term trains beside classification without costing it (at weight 1 it cost 5.6 points)
-    assert gpt.top1 >= gpt.baseline_top1 - 3., f'GPT4Image {gpt.top1:.2f}%, student alone {gpt.baseline_top1:.2f}%'
+    assert gpt.top1 >= 3 * CHANCE, f'GPT4Image does not learn: {gpt.top1:.2f}% held-out top-1'  # its cost: below
     v3 = quick_table['ghostnetv3']
     assert abs(v3.top1 - v3.extra['before_fusing_top1']) <= 0.3  # the fused deploy form scores like the trained one
     # GhostNetV3's training-time branches start slowly: 45 steps leave it at 13-18% held-out, so here it must be
     # above chance with its distillation loss falling by a tenth (4.91 -> 4.28 measured)
     first, last = v3.extra['train_loss']
     assert v3.top1 > CHANCE and last < 0.9 * first, f'GhostNetV3 recipe: {v3.top1:.2f}%, train loss {first} -> {last}'
+
+
+@pytest.mark.slow
+def test_gpt4image_alignment_costs_no_accuracy(tmp_path):
+    """The alignment term trains beside classification without costing it, at the budget the proof reports (FULL:
+    3 epochs). At weight 1 it cost 5.6 points there. The QUICK budget (45 steps) cannot judge this: on 2026-12-02
+    the same network at weight 0 landed -1.4 to +8 points from the student alone over seeds 42-44, and weight 0.1
+    was 9-10 points below it while the FULL runs tie (92.50 vs 91.39)."""
+    gpt, = run_proof(tmp_path, FULL, rows=('gpt4image',), verbose=False)
+    assert gpt.top1 >= gpt.baseline_top1 - 3., f'GPT4Image {gpt.top1:.2f}%, student alone {gpt.baseline_top1:.2f}%'
 
 
 @pytest.mark.slow
