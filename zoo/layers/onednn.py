@@ -60,8 +60,8 @@ def fusable_activation(act: nn.Module) -> Optional[str]:
 
 
 def plain_cpu_inference(*tensors: torch.Tensor) -> bool:
-    """True for a plain CPU float32 inference call on ``tensors`` (non-empty): not tracing, scripting-time
-    tracing, compiling or under a dispatch mode, no gradient wanted and no autocast (see the module docstring).
+    """True for a plain CPU float32 inference call on ``tensors`` (non-empty): not FX- or jit-tracing, compiling
+    or under a dispatch mode, no gradient wanted and no autocast (see the module docstring).
     Hand-written CPU fast paths take it as their guard; anything else runs the general code."""
     if is_fx_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
