@@ -1,5 +1,6 @@
 """The README's speed table: every family against its official code, in one run of ``python -m zoo.benchmark``
-per comparison (``--rounds 3``, alternating order, each model in a fresh process).
+per comparison (``--rounds 3``, alternating order, each round a fresh process in which the models take turns at
+every iteration: ``--interleave``; ``--no-interleave`` gives each model a process of its own).
 
     ZOO_OFFICIAL_SRC=/path/to/official-checkouts python benchmarks/speed_table.py --threads 2 --out speed/
     python benchmarks/speed_table.py --only slab wavemlp --parallel 3 --out speed/
@@ -78,7 +79,7 @@ COMPARISONS: tuple[Comparison, ...] = (
 )
 
 
-def run_comparison(c: Comparison, out: Path, threads: int, rounds: int, train: bool) -> Path:
+def run_comparison(c: Comparison, out: Path, threads: int, rounds: int, train: bool, interleave: bool = True) -> Path:
     """One zoo.benchmark run; its JSON path."""
     path = out / f'{c.name}.json'
     specs = list(c.specs.values())
@@ -88,6 +89,8 @@ def run_comparison(c: Comparison, out: Path, threads: int, rounds: int, train: b
         cmd += ['--img-size', *map(str, c.img_size)]
     if train:
         cmd.append('--train')
+    if interleave:
+        cmd.append('--interleave')
     with open(out / f'{c.name}.log', 'w') as log:
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode:
@@ -132,6 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--no-train', action='store_true', help='skip the training-step timing')
     p.add_argument('--parallel', type=int, default=1, help='comparisons at a time')
+    p.add_argument('--no-interleave', action='store_true',
+                   help='each model in a process of its own (per-model peak memory) instead of taking turns')
     p.add_argument('--only', nargs='+', metavar='NAME_OR_FAMILY', help='comparisons to run (model or family)')
     args = p.parse_args(argv)
     chosen = [c for c in COMPARISONS if not args.only or c.name in args.only or c.family in args.only
@@ -145,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def one(c: Comparison):
         try:
-            return c, run_comparison(c, out, args.threads, args.rounds, train)
+            return c, run_comparison(c, out, args.threads, args.rounds, train, not args.no_interleave)
         except RuntimeError as e:
             print(f'error: {e}', file=sys.stderr)
             return c, None

@@ -105,3 +105,43 @@ def test_rounds_alternate_the_order_and_report_medians(monkeypatch, capsys):
     assert 'median over 3 rounds' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         benchmark.main(['--model', 'ghostnet_050', '--rounds', '0'])
+
+
+def test_interleaved_timing_takes_turns_and_reverses_every_other_iteration():
+    calls = []
+    fns = [lambda: calls.append('a'), lambda: calls.append('b'), lambda: calls.append('c')]
+    times = benchmark._time_interleaved(fns, warmup=1, iters=2, sync=lambda: None)
+    assert ''.join(calls) == 'abc' + 'cba' + 'abc'  # one warm-up turn, then two timed ones
+    assert [len(t) for t in times] == [2, 2, 2]
+
+
+def test_interleave_measures_every_model_in_one_process_per_round(monkeypatch, capsys):
+    """--interleave: one call per round with every spec (order reversed every other round), results put back
+    in the command line's order; without per-model peak memory."""
+    rounds = []
+
+    def fake(specs, input_shape, batch_size, **kwargs):
+        rounds.append(list(specs))
+        ms = {'ghostnet_050': 10.0 + len(rounds), 'ghostnet_100': 20.0}
+        return [dict(model=s, input_shape=[batch_size, *input_shape], params=1, macs=1, infer_ms=ms[s],
+                     infer_per_s=batch_size / (ms[s] / 1e3)) for s in specs]
+
+    monkeypatch.setattr(benchmark, 'benchmark_interleaved', fake)
+    results = benchmark.main(['--model', 'ghostnet_050', '--compare', 'ghostnet_100', '--rounds', '3',
+                              '--batch-size', '2', '--img-size', '32', '--no-isolate', '--interleave'])
+    assert rounds == [['ghostnet_050', 'ghostnet_100'], ['ghostnet_100', 'ghostnet_050'],
+                      ['ghostnet_050', 'ghostnet_100']]
+    first, second = results
+    assert first['model'] == 'ghostnet_050' and first['infer_ms_rounds'] == [11.0, 12.0, 13.0]
+    assert second['infer_ms'] == 20.0 and 'peak_mem_mb' not in second
+    assert 'taking turns' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        benchmark.main(['--model', 'ghostnet_050', '--interleave', '--compile'])
+
+
+def test_interleaved_benchmark_of_real_models():
+    results = benchmark.benchmark_interleaved(['ghostnet_050', 'ghostnetv3_050:deploy'], (3, 64, 64), batch_size=2,
+                                              warmup=1, iters=2, train=True)
+    assert [r['model'] for r in results] == ['ghostnet_050', 'ghostnetv3_050:deploy']
+    assert all(r['infer_ms'] > 0 and r['train_ms'] > 0 and r['macs'] > 0 for r in results)
+    assert results[0]['params'] == benchmark.count_params(timm.create_model('ghostnet_050'))

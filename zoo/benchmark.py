@@ -8,6 +8,7 @@ peak memory), with warm-up iterations and the median of repeated timings.
     python -m zoo.benchmark --model ghostnetv3_100 --compare ghostnetv3_100:deploy --batch-size 8
     python -m zoo.benchmark --model squeezetime_k400 --compare torchvision:r2plus1d_18 --json out.json
     python -m zoo.benchmark --model slab_swin_t --compare slab_swin_t:deploy --rounds 3   # small differences
+    python -m zoo.benchmark --model slab_swin_t --compare slab_swin_t:deploy --rounds 3 --interleave  # noisy CPU
 
 A model spec is a timm / zoo name, ``torchvision:NAME``, or ``python:FILE.py:FUNCTION`` (a function in a
 file of yours that returns a model, e.g. a wrapper around an official implementation checked out
@@ -33,7 +34,7 @@ from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ['count_macs', 'count_params', 'benchmark_model', 'combine_rounds', 'resolve_input_shape', 'main']
+__all__ = ['count_macs', 'count_params', 'benchmark_model', 'benchmark_interleaved', 'combine_rounds', 'resolve_input_shape', 'main']
 
 
 def count_macs(model: nn.Module, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]) -> int:
@@ -202,6 +203,36 @@ def _time(fn, warmup: int, iters: int, sync) -> list[float]:
     return times
 
 
+def _prepare(spec: str, input_shape: Sequence[int], batch_size: int, dev: torch.device,
+             channels_last: bool) -> tuple[nn.Module, torch.Tensor, dict[str, Any]]:
+    """Build one model and its input batch on ``dev``; its identity, parameter and MAC counts."""
+    model = build_model(spec)
+    info = dict(model=spec, input_shape=[batch_size, *input_shape], device=str(dev), params=count_params(model),
+                macs=count_macs(model, torch.randn(1, *input_shape)))
+    model = model.to(dev)
+    x = torch.randn(batch_size, *input_shape, device=dev)
+    if channels_last and x.ndim == 4:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return model.eval(), x, info
+
+
+def _train_step(model: nn.Module, x: torch.Tensor):
+    """A closure running one training step (forward, backward, SGD) of ``model`` on ``x``."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        out.float().square().mean().backward()
+        opt.step()
+    return step
+
+
+def _sync_for(dev: torch.device):
+    return (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+
+
 def benchmark_model(
         spec: str,
         input_shape: Sequence[int],
@@ -223,22 +254,14 @@ def benchmark_model(
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-    model = build_model(spec)
-    params = count_params(model)
-    macs = count_macs(model, torch.randn(1, *input_shape))
-    model = model.to(dev)
-    x = torch.randn(batch_size, *input_shape, device=dev)
-    if channels_last and x.ndim == 4:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    sync = _sync_for(dev)
+    model, x, result = _prepare(spec, input_shape, batch_size, dev, channels_last)
     if dev.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(dev)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    model.eval()
     with torch.inference_mode():
         infer_times = _time(lambda: model(x), warmup, iters, sync)
-    extra = {}
     if compile:
         eager_ms = 1e3 * statistics.median(infer_times)
         model = torch.compile(model)
@@ -248,25 +271,13 @@ def benchmark_model(
             sync()
             compile_s = time.perf_counter() - start
             infer_times = _time(lambda: model(x), warmup, iters, sync)
-        extra = dict(compile_s=compile_s, eager_infer_ms=eager_ms,
-                     compiled_speedup=eager_ms / (1e3 * statistics.median(infer_times)))
-    result = dict(
-        model=spec, input_shape=[batch_size, *input_shape], device=device, params=params, macs=macs,
-        infer_ms=1e3 * statistics.median(infer_times), infer_per_s=batch_size / statistics.median(infer_times),
-        threads=torch.get_num_threads(), **extra,
-    )
+        result.update(compile_s=compile_s, eager_infer_ms=eager_ms,
+                      compiled_speedup=eager_ms / (1e3 * statistics.median(infer_times)))
+    result.update(infer_ms=1e3 * statistics.median(infer_times), infer_per_s=batch_size / statistics.median(infer_times),
+                  threads=torch.get_num_threads())
     if train:
         model.train()
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            out = model(x)
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            out.float().square().mean().backward()
-            opt.step()
-
-        train_times = _time(step, max(1, warmup // 2), max(3, iters // 2), sync)
+        train_times = _time(_train_step(model, x), max(1, warmup // 2), max(3, iters // 2), sync)
         result.update(train_ms=1e3 * statistics.median(train_times),
                       train_per_s=batch_size / statistics.median(train_times))
     if dev.type == 'cuda':
@@ -277,22 +288,75 @@ def benchmark_model(
     return result
 
 
-def _worker(queue, kwargs):
+def _time_interleaved(fns: Sequence, warmup: int, iters: int, sync) -> list[list[float]]:
+    """Time several callables taking turns, one call each per iteration, the order reversed every other
+    iteration; each one's list of times. Neighbouring calls share the machine's state, so their ratio is
+    far steadier than that of timings taken minutes apart on a shared CPU."""
+    times: list[list[float]] = [[] for _ in fns]
+    for it in range(warmup + iters):
+        for i in (range(len(fns)) if it % 2 == 0 else reversed(range(len(fns)))):
+            start = time.perf_counter()
+            fns[i]()
+            sync()
+            if it >= warmup:
+                times[i].append(time.perf_counter() - start)
+    return times
+
+
+def benchmark_interleaved(
+        specs: Sequence[str],
+        input_shape: Sequence[int],
+        batch_size: int = 8,
+        train: bool = False,
+        warmup: int = 3,
+        iters: int = 10,
+        device: str = 'cpu',
+        channels_last: bool = False,
+        threads: int = 0,
+) -> list[dict[str, Any]]:
+    """Measure several models in this process, taking turns at every iteration (see ``_time_interleaved``);
+    one JSON-ready dict per model, as :func:`benchmark_model` returns, without the peak memory (the models
+    share the process)."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    sync = _sync_for(dev)
+    prepared = [_prepare(spec, input_shape, batch_size, dev, channels_last) for spec in specs]
+    results = [info for _, _, info in prepared]
+    with torch.inference_mode():
+        infer = _time_interleaved([(lambda m=m, x=x: m(x)) for m, x, _ in prepared], warmup, iters, sync)
+    for result, times in zip(results, infer):
+        result.update(infer_ms=1e3 * statistics.median(times), infer_per_s=batch_size / statistics.median(times),
+                      threads=torch.get_num_threads())
+    if train:
+        steps = []
+        for model, x, _ in prepared:
+            model.train()
+            steps.append(_train_step(model, x))
+        trained = _time_interleaved(steps, max(1, warmup // 2), max(3, iters // 2), sync)
+        for result, times in zip(results, trained):
+            result.update(train_ms=1e3 * statistics.median(times), train_per_s=batch_size / statistics.median(times))
+    return results
+
+
+def _worker(queue, function, kwargs):
     try:
-        queue.put(('ok', benchmark_model(**kwargs)))
+        queue.put(('ok', globals()[function](**kwargs)))
     except Exception as e:  # report to the parent instead of dying silently
         queue.put(('error', f'{type(e).__name__}: {e}'))
 
 
-def _run_isolated(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _run_isolated(kwargs: dict[str, Any], function: str = 'benchmark_model') -> Any:
+    """``function(**kwargs)`` (a benchmark function of this module) in a fresh process."""
     ctx = mp.get_context('spawn')
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(queue, kwargs))
+    proc = ctx.Process(target=_worker, args=(queue, function, kwargs))
     proc.start()
     status, payload = queue.get()
     proc.join()
     if status != 'ok':
-        raise RuntimeError(f'benchmark of {kwargs["spec"]} failed: {payload}')
+        what = kwargs.get('spec') or ', '.join(kwargs['specs'])
+        raise RuntimeError(f'benchmark of {what} failed: {payload}')
     return payload
 
 
@@ -309,7 +373,8 @@ def combine_rounds(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             out[f'{key}_ms'] = statistics.median(values)
             out[f'{key}_per_s'] = batch / (out[f'{key}_ms'] / 1e3)
             out[f'{key}_ms_rounds'] = values
-    out['peak_mem_mb'] = max(r['peak_mem_mb'] for r in runs)
+    if all('peak_mem_mb' in r for r in runs):
+        out['peak_mem_mb'] = max(r['peak_mem_mb'] for r in runs)
     return out
 
 
@@ -349,6 +414,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='measure every model this many times, each time in a fresh process and in alternating '
                         'order, and report the median: separate processes of the same model differ by up to '
                         '~15%% on CPU, more than many differences worth measuring')
+    p.add_argument('--interleave', action='store_true',
+                   help='time the models in one process, taking turns at every iteration (each round still a '
+                        'fresh process): on a shared, noisy CPU their ratios are far steadier; no peak memory')
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     p.add_argument('--channels-last', action='store_true')
@@ -359,6 +427,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.iters < 1 or args.rounds < 1 or args.warmup < 0:
         p.error('--batch-size, --iters and --rounds must be >= 1, --warmup >= 0')
+    if args.interleave and args.compile:
+        p.error('--interleave does not time compiled models; leave out --compile or --interleave')
     if args.img_size and len(args.img_size) > 2:
         p.error('--img-size takes H or H W')
     return args
@@ -370,18 +440,27 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     for spec in specs:  # fail fast, before any measurement, on a bad name
         validate_spec(spec)
     shape = resolve_input_shape(args.model, args.img_size, args.num_frames)
+    common = dict(input_shape=shape, batch_size=args.batch_size, train=args.train, warmup=args.warmup,
+                  iters=args.iters, device=args.device, channels_last=args.channels_last, threads=args.threads)
     per_round: list[list[dict[str, Any]]] = [[] for _ in specs]
     for r in range(args.rounds):
         # alternate the order, so that no model always runs first (or last) on a warming / loaded machine
-        for i in (range(len(specs)) if r % 2 == 0 else reversed(range(len(specs)))):
-            kwargs = dict(spec=specs[i], input_shape=shape, batch_size=args.batch_size, train=args.train,
-                          warmup=args.warmup, iters=args.iters, device=args.device,
-                          channels_last=args.channels_last, threads=args.threads, compile=args.compile)
+        order = list(range(len(specs)) if r % 2 == 0 else reversed(range(len(specs))))
+        if args.interleave:
+            kwargs = dict(common, specs=[specs[i] for i in order])
+            measured = (benchmark_interleaved(**kwargs) if args.no_isolate
+                        else _run_isolated(kwargs, 'benchmark_interleaved'))
+            for i, result in zip(order, measured):
+                per_round[i].append(result)
+            continue
+        for i in order:
+            kwargs = dict(common, spec=specs[i], compile=args.compile)
             per_round[i].append(benchmark_model(**kwargs) if args.no_isolate else _run_isolated(kwargs))
     results = [combine_rounds(runs) for runs in per_round]
     rounds = f', median over {args.rounds} rounds in alternating order' if args.rounds > 1 else ''
+    turns = ', the models taking turns at every run' if args.interleave else ''
     print(f'input {[args.batch_size, *shape]} on {args.device}, median of {args.iters} runs after {args.warmup} '
-          f'warm-up{rounds}')
+          f'warm-up{turns}{rounds}')
     print(format_table(results))
     if args.json:
         text = json.dumps(results, indent=2)
