@@ -16,8 +16,9 @@ class ConvFFN(nn.Module):
     """``x + drop_path(fc2(act(fc1(x))))`` with ``fc1``/``fc2`` = (1x1 conv, BatchNorm) pairs.
 
     Parameter names (``fc1.0``, ``fc1.1``, ``fc2.0``, ``fc2.1``) follow the official ViG layout. The pairs
-    run through :func:`~zoo.layers.pointwise.conv_bn` (batched matmuls, eval-mode BatchNorm folded, the
-    residual added in the second product's bias term): same arithmetic up to float rounding, fewer passes.
+    run through :func:`~zoo.layers.pointwise.conv_bn` (eval-mode BatchNorm folded; oneDNN's convolution in plain
+    CPU inference, batched matmuls with the residual in the second product's bias term under autograd): same
+    arithmetic up to float rounding, fewer passes.
     """
 
     def __init__(

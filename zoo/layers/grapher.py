@@ -28,9 +28,9 @@ class MaxRelativeConv(nn.Module):
 
     ``max_j (x_j - x_i) == max_j x_j - x_i`` exactly (rounding is monotone), so the centre features are
     never gathered. The grouped conv was trained on channels interleaved as (x_0, rel_0, x_1, rel_1, ...);
-    it runs as one batched product (:mod:`~zoo.layers.pointwise`) on the features laid out per group as
+    it runs as one product (:mod:`~zoo.layers.pointwise`) on the features laid out per group as
     (x block, rel block), with the weight's columns permuted to match at call time: one copy fewer than an
-    interleave, no oneDNN reorder, eval-mode BatchNorm folded. Same arithmetic up to float rounding.
+    interleave, eval-mode BatchNorm folded. Same arithmetic up to float rounding.
     """
 
     def __init__(self, in_chs: int, out_chs: int, act_layer: Type[nn.Module] = nn.GELU, groups: int = 4):
@@ -54,7 +54,7 @@ class MaxRelativeConv(nn.Module):
 
     @torch.jit.unused
     def _batched(self, x: torch.Tensor, rel: torch.Tensor) -> Optional[torch.Tensor]:
-        """The grouped conv, BN and activation as one batched product; None where that does not apply."""
+        """The grouped conv, BN and activation as one product (see ``pointwise_conv``); None where that does not apply."""
         B, C, N = x.shape
         conv, bn, act = self.nn[0], self.nn[1], self.nn[2]
         g = conv.groups
@@ -178,7 +178,7 @@ class Grapher(nn.Module):
             return x + self.drop_path(self.fc2(self.graph_conv(h, self.position_bias((h.shape[-2], h.shape[-1])))))
         else:
             shortcut = x
-            x = conv_bn(self.fc1, x)  # (1x1 conv, BN) pairs as batched matmuls: see zoo.layers.pointwise
+            x = conv_bn(self.fc1, x)  # (1x1 conv, BN) pairs, BN folded: see zoo.layers.pointwise
             x = self.graph_conv(x, self.position_bias((x.shape[-2], x.shape[-1])))
             if self.training and not isinstance(self.drop_path, nn.Identity):
                 return self.drop_path(conv_bn(self.fc2, x)) + shortcut
