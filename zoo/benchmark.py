@@ -191,16 +191,8 @@ def resolve_input_shape(
 
 
 def _time(fn, warmup: int, iters: int, sync) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times
+    """``fn``'s times over ``iters`` calls after ``warmup`` calls (a single model's turns)."""
+    return _time_interleaved([fn], warmup, iters, sync)[0]
 
 
 def _prepare(spec: str, input_shape: Sequence[int], batch_size: int, dev: torch.device,
