@@ -221,6 +221,12 @@ def _train_step(model: nn.Module, x: torch.Tensor):
     return step
 
 
+def _rates(key: str, times: Sequence[float], batch_size: int) -> dict[str, float]:
+    """``<key>_ms`` (median seconds, in ms) and ``<key>_per_s`` (samples per second at that median)."""
+    median = statistics.median(times)
+    return {f'{key}_ms': 1e3 * median, f'{key}_per_s': batch_size / median}
+
+
 def _sync_for(dev: torch.device):
     return (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
 
@@ -265,13 +271,11 @@ def benchmark_model(
             infer_times = _time(lambda: model(x), warmup, iters, sync)
         result.update(compile_s=compile_s, eager_infer_ms=eager_ms,
                       compiled_speedup=eager_ms / (1e3 * statistics.median(infer_times)))
-    result.update(infer_ms=1e3 * statistics.median(infer_times), infer_per_s=batch_size / statistics.median(infer_times),
-                  threads=torch.get_num_threads())
+    result.update(_rates('infer', infer_times, batch_size), threads=torch.get_num_threads())
     if train:
         model.train()
         train_times = _time(_train_step(model, x), max(1, warmup // 2), max(3, iters // 2), sync)
-        result.update(train_ms=1e3 * statistics.median(train_times),
-                      train_per_s=batch_size / statistics.median(train_times))
+        result.update(_rates('train', train_times, batch_size))
     if dev.type == 'cuda':
         result['peak_mem_mb'] = torch.cuda.max_memory_allocated(dev) / 2 ** 20
     else:
@@ -318,8 +322,7 @@ def benchmark_interleaved(
     with torch.inference_mode():
         infer = _time_interleaved([(lambda m=m, x=x: m(x)) for m, x, _ in prepared], warmup, iters, sync)
     for result, times in zip(results, infer):
-        result.update(infer_ms=1e3 * statistics.median(times), infer_per_s=batch_size / statistics.median(times),
-                      threads=torch.get_num_threads())
+        result.update(_rates('infer', times, batch_size), threads=torch.get_num_threads())
     if train:
         steps = []
         for model, x, _ in prepared:
@@ -327,7 +330,7 @@ def benchmark_interleaved(
             steps.append(_train_step(model, x))
         trained = _time_interleaved(steps, max(1, warmup // 2), max(3, iters // 2), sync)
         for result, times in zip(results, trained):
-            result.update(train_ms=1e3 * statistics.median(times), train_per_s=batch_size / statistics.median(times))
+            result.update(_rates('train', times, batch_size))
     return results
 
 
