@@ -134,3 +134,27 @@ def test_torchscript_runs_the_modules_and_agrees(name):
         warnings.simplefilter('ignore', FutureWarning)  # torch.jit.script is deprecated, still what timm tests
         scripted = torch.jit.script(model)
     _assert_close(scripted(x), model(x), f'{name} scripted vs eager')
+
+
+@pytest.mark.parametrize('name', ['vig_ti_224_gelu', 'pvig_ti_224_gelu'])
+def test_fx_graph_takes_the_eager_fast_paths(name):
+    """A torch.fx graph of the model (timm's test_model_forward_fx: traced, then run in inference mode) decides
+    between the fast path and the autograd path when it runs, as eager code does, so the two agree at timm's
+    tolerance. At random initialisation ViG's KNN graph turns any rounding difference between the two paths into
+    different neighbours (outputs near 1e7), so this fails for a graph that bakes in the traced path; scripted,
+    the graph runs too (timm's test_model_forward_fx_torchscript)."""
+    from timm.layers._fx import create_feature_extractor, get_graph_node_names
+    torch.manual_seed(0)
+    model = timm.create_model(name).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        expected = model(x)
+        traced = create_feature_extractor(model, [get_graph_node_names(model)[1][-1]])
+        got, = traced(x).values()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)  # torch.jit.script is deprecated, still what timm tests
+        scripted = torch.jit.script(traced)
+    with torch.inference_mode():
+        out, = scripted(x).values()
+    assert out.shape == expected.shape
