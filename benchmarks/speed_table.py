@@ -9,7 +9,8 @@ Each comparison writes ``<out>/<name>.json`` (zoo.benchmark's JSON) and ``<out>/
 with every ratio as the median over rounds and its range (per round: both models timed in that round), goes
 to ``<out>/table.md`` and stdout. Ratios are throughputs: above 1 means the first model is faster. The official
 models come from ``benchmarks/official/<family>.py`` (see the README there). ``--parallel N`` runs N comparisons
-at a time, each with ``--threads`` threads: keep N x threads at most the machine's cores.
+at a time, each with ``--threads`` threads: keep N x threads at most the machine's cores. ``--control`` times
+each comparison's first model twice and adds their ratio as a row (``zoo again / zoo``): the run's resolution.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -77,6 +78,15 @@ COMPARISONS: tuple[Comparison, ...] = (
     _pair('SqueezeTime', 'squeezetime_k400', 'squeezetime', batch=2),  # train-mode BatchNorm needs 2 clips
     _pair('TinySAM', 'tinysam_vit_t', 'tinysam', img_size=(1024, 1024), batch=1),
 )
+
+
+def with_control(c: Comparison) -> Comparison:
+    """``c`` with its first model measured a second time, and the A/A ratio of the two copies as one more row: the
+    resolution of the run. Two copies of one model differ only by chance (where their memory lies, which one the
+    machine's noise hits), so a ratio inside the A/A range is parity as far as this run can tell."""
+    label, spec = next(iter(c.specs.items()))
+    again = f'{label} again'
+    return replace(c, specs={**c.specs, again: spec}, ratios=(*c.ratios, (again, label)))
 
 
 def run_comparison(c: Comparison, out: Path, threads: int, rounds: int, train: bool, interleave: bool = True) -> Path:
@@ -137,6 +147,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--parallel', type=int, default=1, help='comparisons at a time')
     p.add_argument('--no-interleave', action='store_true',
                    help='each model in a process of its own (per-model peak memory) instead of taking turns')
+    p.add_argument('--control', action='store_true',
+                   help="also time each comparison's first model a second time: an A/A row, the run's resolution")
     p.add_argument('--only', nargs='+', metavar='NAME_OR_FAMILY', help='comparisons to run (model or family)')
     args = p.parse_args(argv)
     chosen = [c for c in COMPARISONS if not args.only or c.name in args.only or c.family in args.only
@@ -144,6 +156,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not chosen:
         print(f'error: nothing matches {args.only}; names: {", ".join(c.name for c in COMPARISONS)}', file=sys.stderr)
         return 2
+    if args.control:
+        chosen = [with_control(c) for c in chosen]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train = not args.no_train
